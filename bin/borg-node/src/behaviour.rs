@@ -1,0 +1,224 @@
+//! The composed network behaviour of a node and the swarm built around it.
+//!
+//! - `connections` (borg-proto): distinct connected peers, keep-alive for org members.
+//! - `gossipsub`: org messages, signed by the publisher and validated by the node.
+//! - `kad`: the private borg DHT (`/borg/kad/1.0.0`), used to find org members anywhere.
+//! - `identify`: learns peers' listen addresses and protocols, which feed kad.
+//! - `ping`: detects dead connections; the node closes a connection whose ping fails.
+//! - `mdns`: zero-configuration discovery on the LAN (optional).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use borg_proto::{connections, org::TOPIC_PREFIX};
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, Transport,
+    core::{transport::MemoryTransport, upgrade::Version},
+    gossipsub::{
+        self, IdentityTransform, MaxCountSubscriptionFilter, MessageAuthenticity, TopicHash,
+        TopicSubscriptionFilter, ValidationMode,
+    },
+    identify,
+    identity::Keypair,
+    kad::{self, store::MemoryStore, store::MemoryStoreConfig},
+    mdns, noise, ping,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
+    tcp, yamux,
+};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+
+/// The Kademlia protocol name; private, so borg nodes form a DHT of their own.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/borg/kad/1.0.0");
+
+/// The identify protocol version string borg nodes announce.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/borg/1.0.0";
+
+/// Largest gossipsub frame accepted; the envelope limit is well below it.
+const MAX_GOSSIP_TRANSMIT_BYTES: usize = 64 * 1024;
+
+/// Largest kad packet: a provider list of a large org must fit in one response.
+const MAX_KAD_PACKET_BYTES: usize = 256 * 1024;
+
+/// Providers remembered per DHT key: the largest org whose members can all be listed.
+const MAX_PROVIDERS_PER_KEY: usize = 1024;
+
+/// Provider records expire after this long unless re-provided. Members re-provide at every
+/// discovery round (at most every 30 s by default), so a member that vanished drops out of
+/// lookups within minutes instead of the default 48 hours.
+const PROVIDER_RECORD_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// How many gossipsub topics a peer may announce. A node can be in hundreds of orgs, each with
+/// two topics; the default of 100 would make peers drop that node's whole subscription list.
+const MAX_SUBSCRIBED_TOPICS: usize = 10_000;
+
+/// Accepts only borg topics, so a peer cannot make us track arbitrary topic strings.
+#[derive(Debug, Clone, Default)]
+pub struct BorgTopics;
+
+impl TopicSubscriptionFilter for BorgTopics {
+    fn can_subscribe(&mut self, topic: &TopicHash) -> bool {
+        topic.as_str().starts_with(TOPIC_PREFIX)
+    }
+}
+
+/// The gossipsub behaviour with borg's topic filter.
+pub type Gossipsub =
+    gossipsub::Behaviour<IdentityTransform, MaxCountSubscriptionFilter<BorgTopics>>;
+
+/// Everything a borg node runs on each connection.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Connected peers and keep-alive.
+    pub connections: connections::Behaviour,
+    /// Org messages.
+    pub gossipsub: Gossipsub,
+    /// The borg DHT.
+    pub kad: kad::Behaviour<MemoryStore>,
+    /// Peer information exchange.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// LAN discovery.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Which transports a swarm uses. All of them are encrypted with Noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// TCP (Noise + yamux), QUIC and DNS: what the binary uses.
+    Network,
+    /// The in-process memory transport (Noise + yamux), for tests with many nodes in one
+    /// process.
+    Memory,
+}
+
+fn gossipsub_config() -> Result<gossipsub::Config> {
+    gossipsub::ConfigBuilder::default()
+        // Small orgs: a mesh of 4 (2..8) reaches everyone in a couple of hops, and flood
+        // publishing (on by default) sends a member's own messages to every subscribed peer.
+        .mesh_n_low(2)
+        .mesh_n(4)
+        .mesh_n_high(8)
+        .mesh_outbound_min(1)
+        .heartbeat_interval(Duration::from_millis(700))
+        .heartbeat_initial_delay(Duration::from_millis(100))
+        .validation_mode(ValidationMode::Strict)
+        // The node decodes and checks every envelope before it is forwarded.
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP_TRANSMIT_BYTES)
+        // The id includes the topic so that a rep can republish the same envelope into
+        // another org's topic without it being dropped as a duplicate.
+        .message_id_fn(|msg: &gossipsub::Message| {
+            let mut h = Sha256::new();
+            h.update(msg.topic.as_str().as_bytes());
+            h.update([0]);
+            h.update(&msg.data);
+            gossipsub::MessageId::from(&h.finalize()[..20])
+        })
+        .build()
+        .context("invalid gossipsub config")
+}
+
+fn build_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
+    let peer_id = key.public().to_peer_id();
+    let gossipsub = Gossipsub::new_with_subscription_filter(
+        MessageAuthenticity::Signed(key.clone()),
+        gossipsub_config()?,
+        MaxCountSubscriptionFilter {
+            filter: BorgTopics,
+            max_subscribed_topics: MAX_SUBSCRIBED_TOPICS,
+            max_subscriptions_per_request: MAX_SUBSCRIBED_TOPICS,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("cannot create gossipsub: {e}"))?;
+
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config
+        .set_max_packet_size(MAX_KAD_PACKET_BYTES)
+        .set_query_timeout(Duration::from_secs(10))
+        .set_provider_record_ttl(Some(PROVIDER_RECORD_TTL))
+        // The node re-provides its orgs itself at every discovery round.
+        .set_provider_publication_interval(None);
+    let store = MemoryStore::with_config(
+        peer_id,
+        MemoryStoreConfig {
+            max_providers_per_key: MAX_PROVIDERS_PER_KEY,
+            ..MemoryStoreConfig::default()
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    // Every borg node answers DHT queries. Left to itself kad stays a client until an external
+    // address is confirmed, which never happens on a plain LAN, and then no one stores the
+    // member announcements.
+    kad.set_mode(Some(kad::Mode::Server));
+
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
+            .with_agent_version(format!("borg-node/{}", env!("CARGO_PKG_VERSION")))
+            .with_push_listen_addr_updates(true),
+    );
+    let ping = ping::Behaviour::new(
+        ping::Config::new()
+            .with_interval(config.ping_interval)
+            .with_timeout(config.ping_timeout),
+    );
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(
+                mdns::Config {
+                    query_interval: config.mdns_query_interval,
+                    ..mdns::Config::default()
+                },
+                peer_id,
+            )
+            .context("cannot start mDNS")?,
+        )
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        connections: connections::Behaviour::new(),
+        gossipsub,
+        kad,
+        identify,
+        ping,
+        mdns: mdns.into(),
+    })
+}
+
+/// Builds the swarm of a node with identity `key`.
+pub fn build_swarm(
+    key: Keypair,
+    config: &Config,
+    transport: TransportKind,
+) -> Result<Swarm<Behaviour>> {
+    let idle = config.idle_timeout;
+    let swarm = match transport {
+        TransportKind::Network => SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_quic()
+            .with_dns()?
+            .with_behaviour(|key| build_behaviour(key, config).map_err(Into::into))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        TransportKind::Memory => SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_other_transport(|key| {
+                Ok(MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()))
+            })?
+            .with_behaviour(|key| build_behaviour(key, config).map_err(Into::into))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
+    Ok(swarm)
+}

@@ -1,0 +1,341 @@
+//! The node's configuration and where it comes from.
+//!
+//! Each setting is resolved from layers, the later winning:
+//! 1. built-in defaults;
+//! 2. the TOML file (`config.toml` in the data dir, or `--config FILE`);
+//! 3. environment variables (`BORG_*`);
+//! 4. command-line flags.
+//!
+//! A list setting (listen, bootstrap, orgs) given in a layer replaces the list of the layers
+//! below it; lists are not merged, so what you see in the winning layer is what runs.
+
+use std::{path::PathBuf, str::FromStr, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use borg_proto::OrgName;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// The TCP and UDP (QUIC) port a node listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4747;
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => bail!("unknown log format {other:?} (expected text or json)"),
+        }
+    }
+}
+
+/// One layer of settings; `None` means "not set here".
+///
+/// This is also the schema of the TOML file, so unknown keys are an error rather than a
+/// silently ignored typo.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// Multiaddrs to listen on.
+    pub listen: Option<Vec<String>>,
+    /// Multiaddrs of peers to dial at start and keep dialling.
+    pub bootstrap: Option<Vec<String>>,
+    /// Orgs to join at start.
+    pub orgs: Option<Vec<String>>,
+    /// LAN discovery with mDNS.
+    pub mdns: Option<bool>,
+    /// Log format.
+    pub log_format: Option<LogFormat>,
+    /// Interval between pings on each connection, in ms.
+    pub ping_interval_ms: Option<u64>,
+    /// A ping unanswered after this long closes the connection, in ms.
+    pub ping_timeout_ms: Option<u64>,
+    /// Connections to peers that share no org close after being idle this long, in seconds.
+    pub idle_timeout_secs: Option<u64>,
+    /// Interval between mDNS queries, in ms.
+    pub mdns_query_interval_ms: Option<u64>,
+    /// Interval between DHT lookups of org members, in seconds.
+    pub discovery_interval_secs: Option<u64>,
+}
+
+impl Layer {
+    /// Parses a TOML config file's contents.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Reads the `BORG_*` variables through `get` (a parameter so tests need not touch the
+    /// process environment). Lists are comma-separated.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        fn list(v: String) -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
+        fn parse<T: FromStr>(name: &str, v: Option<String>) -> Result<Option<T>>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| anyhow::anyhow!("environment variable {name}={v:?}: {e}"))
+            })
+            .transpose()
+        }
+        Ok(Self {
+            listen: get("BORG_LISTEN").map(list),
+            bootstrap: get("BORG_BOOTSTRAP").map(list),
+            orgs: get("BORG_ORGS").map(list),
+            mdns: parse("BORG_MDNS", get("BORG_MDNS"))?,
+            log_format: parse("BORG_LOG_FORMAT", get("BORG_LOG_FORMAT"))?,
+            ping_interval_ms: parse("BORG_PING_INTERVAL_MS", get("BORG_PING_INTERVAL_MS"))?,
+            ping_timeout_ms: parse("BORG_PING_TIMEOUT_MS", get("BORG_PING_TIMEOUT_MS"))?,
+            idle_timeout_secs: parse("BORG_IDLE_TIMEOUT_SECS", get("BORG_IDLE_TIMEOUT_SECS"))?,
+            mdns_query_interval_ms: parse(
+                "BORG_MDNS_QUERY_INTERVAL_MS",
+                get("BORG_MDNS_QUERY_INTERVAL_MS"),
+            )?,
+            discovery_interval_secs: parse(
+                "BORG_DISCOVERY_INTERVAL_SECS",
+                get("BORG_DISCOVERY_INTERVAL_SECS"),
+            )?,
+        })
+    }
+
+    /// `self` with every setting that `over` sets replaced by `over`'s.
+    pub fn overridden_by(self, over: Layer) -> Layer {
+        Layer {
+            listen: over.listen.or(self.listen),
+            bootstrap: over.bootstrap.or(self.bootstrap),
+            orgs: over.orgs.or(self.orgs),
+            mdns: over.mdns.or(self.mdns),
+            log_format: over.log_format.or(self.log_format),
+            ping_interval_ms: over.ping_interval_ms.or(self.ping_interval_ms),
+            ping_timeout_ms: over.ping_timeout_ms.or(self.ping_timeout_ms),
+            idle_timeout_secs: over.idle_timeout_secs.or(self.idle_timeout_secs),
+            mdns_query_interval_ms: over.mdns_query_interval_ms.or(self.mdns_query_interval_ms),
+            discovery_interval_secs: over
+                .discovery_interval_secs
+                .or(self.discovery_interval_secs),
+        }
+    }
+}
+
+/// The effective configuration of a running node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the identity, control socket and store live.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and keep dialling.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Orgs to join at start.
+    pub orgs: Vec<OrgName>,
+    /// LAN discovery with mDNS.
+    pub mdns: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Interval between pings on each connection.
+    pub ping_interval: Duration,
+    /// A ping unanswered after this long closes the connection.
+    pub ping_timeout: Duration,
+    /// Idle connections to non-members close after this long.
+    pub idle_timeout: Duration,
+    /// Interval between mDNS queries.
+    pub mdns_query_interval: Duration,
+    /// Interval between DHT lookups of org members.
+    pub discovery_interval: Duration,
+}
+
+/// The listen addresses used when none are configured: every IPv4 interface, TCP and QUIC.
+pub fn default_listen() -> Vec<String> {
+    vec![
+        format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+        format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+    ]
+}
+
+fn parse_addrs(what: &str, list: Vec<String>) -> Result<Vec<Multiaddr>> {
+    list.into_iter()
+        .map(|s| {
+            s.parse::<Multiaddr>()
+                .with_context(|| format!("invalid {what} address {s:?}"))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Resolves a layer (already merged from file, env and flags) into a checked config.
+    pub fn resolve(data_dir: PathBuf, layer: Layer) -> Result<Self> {
+        let orgs = layer
+            .orgs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| OrgName::new(&o).with_context(|| format!("invalid org {o:?}")))
+            .collect::<Result<Vec<_>>>()?;
+        let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+        let config = Self {
+            data_dir,
+            listen: parse_addrs("listen", layer.listen.unwrap_or_else(default_listen))?,
+            bootstrap: parse_addrs("bootstrap", layer.bootstrap.unwrap_or_default())?,
+            orgs,
+            mdns: layer.mdns.unwrap_or(true),
+            log_format: layer.log_format.unwrap_or_default(),
+            ping_interval: ms(layer.ping_interval_ms, 1_000),
+            ping_timeout: ms(layer.ping_timeout_ms, 2_000),
+            idle_timeout: Duration::from_secs(layer.idle_timeout_secs.unwrap_or(30)),
+            mdns_query_interval: ms(layer.mdns_query_interval_ms, 1_000),
+            discovery_interval: Duration::from_secs(layer.discovery_interval_secs.unwrap_or(30)),
+        };
+        if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
+            bail!("ping interval and timeout must be positive");
+        }
+        if config.mdns_query_interval < Duration::from_millis(100) {
+            bail!("mdns_query_interval_ms must be at least 100");
+        }
+        if config.discovery_interval.is_zero() {
+            bail!("discovery_interval_secs must be positive");
+        }
+        Ok(config)
+    }
+
+    /// The config as TOML, in the file's schema, for `run --print-config`.
+    pub fn to_toml(&self) -> String {
+        let layer = Layer {
+            listen: Some(self.listen.iter().map(ToString::to_string).collect()),
+            bootstrap: Some(self.bootstrap.iter().map(ToString::to_string).collect()),
+            orgs: Some(self.orgs.iter().map(ToString::to_string).collect()),
+            mdns: Some(self.mdns),
+            log_format: Some(self.log_format),
+            ping_interval_ms: Some(self.ping_interval.as_millis() as u64),
+            ping_timeout_ms: Some(self.ping_timeout.as_millis() as u64),
+            idle_timeout_secs: Some(self.idle_timeout.as_secs()),
+            mdns_query_interval_ms: Some(self.mdns_query_interval.as_millis() as u64),
+            discovery_interval_secs: Some(self.discovery_interval.as_secs()),
+        };
+        format!(
+            "# data dir: {}\n{}",
+            self.data_dir.display(),
+            toml::to_string(&layer).unwrap_or_default()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_listen_on_the_documented_port_with_mdns() {
+        let c = Config::resolve("/d".into(), Layer::default()).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.listen[0].to_string().ends_with("/tcp/4747"));
+        assert!(c.listen[1].to_string().ends_with("/udp/4747/quic-v1"));
+        assert!(c.mdns);
+        assert!(c.bootstrap.is_empty());
+    }
+
+    #[test]
+    fn flags_override_env_which_overrides_file() {
+        let file = Layer::from_toml(
+            r#"
+            orgs = ["from-file"]
+            mdns = false
+            ping_interval_ms = 111
+            bootstrap = ["/ip4/10.0.0.1/tcp/1"]
+            "#,
+        )
+        .unwrap();
+        let env =
+            Layer::from_env(env(&[("BORG_ORGS", "env-a, env-b"), ("BORG_MDNS", "true")])).unwrap();
+        let flags = Layer {
+            mdns: Some(false),
+            ..Layer::default()
+        };
+        let merged = file.overridden_by(env).overridden_by(flags);
+        let c = Config::resolve("/d".into(), merged).unwrap();
+        // orgs: env beats file
+        assert_eq!(
+            c.orgs.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+            ["env-a", "env-b"]
+        );
+        // mdns: flag beats env beats file
+        assert!(!c.mdns);
+        // only in the file: kept
+        assert_eq!(c.ping_interval, Duration::from_millis(111));
+        assert_eq!(c.bootstrap.len(), 1);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let err = Layer::from_toml("mdsn = true").unwrap_err().to_string();
+        assert!(err.contains("mdsn"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let err = Layer::from_env(env(&[("BORG_MDNS", "yes please")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BORG_MDNS"), "{err}");
+        let err = Config::resolve(
+            "/d".into(),
+            Layer {
+                bootstrap: Some(vec!["not-an-addr".into()]),
+                ..Layer::default()
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("not-an-addr"));
+        let err = Config::resolve(
+            "/d".into(),
+            Layer {
+                orgs: Some(vec!["a/b".into()]),
+                ..Layer::default()
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("a/b"));
+    }
+
+    #[test]
+    fn printed_config_parses_back_to_the_same_config() {
+        let c = Config::resolve(
+            "/d".into(),
+            Layer {
+                orgs: Some(vec!["x".into()]),
+                bootstrap: Some(vec!["/ip4/127.0.0.1/tcp/9".into()]),
+                ..Layer::default()
+            },
+        )
+        .unwrap();
+        let text = c.to_toml();
+        let again = Config::resolve("/d".into(), Layer::from_toml(&text).unwrap()).unwrap();
+        assert_eq!(again.to_toml(), text);
+    }
+}

@@ -1,0 +1,328 @@
+//! The local control API: how CLI commands talk to the running daemon.
+//!
+//! - Transport: a Unix socket `control.sock` in the data dir, mode 0600, inside a data dir of
+//!   mode 0700. Only the owner of the data dir (and root) can connect; nothing listens on the
+//!   network.
+//! - Framing: the client writes one JSON request line; the server answers with one JSON line,
+//!   `{"ok": <value>}` or `{"error": "<one line>"}`. `subscribe` answers `{"ok": null}` and then
+//!   streams one JSON object per delivered message until the client hangs up.
+//! - Bounds: a request line longer than [`MAX_REQUEST_BYTES`] is refused, and at most
+//!   [`MAX_CLIENTS`] clients are served at once.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use borg_proto::OrgName;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{Semaphore, broadcast::error::RecvError},
+};
+
+use crate::node::NodeHandle;
+
+/// File name of the control socket inside the data dir.
+pub const SOCKET_FILE: &str = "control.sock";
+
+/// Longest request line: a maximal message plus JSON escaping fits comfortably.
+pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
+
+/// Longest response line a client accepts.
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Clients served at once; the rest wait for a slot.
+pub const MAX_CLIENTS: usize = 64;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// The node's status.
+    Status,
+    /// The connected peers.
+    Peers,
+    /// Join an org.
+    Join {
+        /// The org.
+        org: String,
+    },
+    /// Leave an org.
+    Leave {
+        /// The org.
+        org: String,
+    },
+    /// Send a text message to an org.
+    Send {
+        /// The org.
+        org: String,
+        /// The text.
+        text: String,
+    },
+    /// Stream the messages delivered in one org, or in all orgs.
+    Subscribe {
+        /// The org; `None` for all.
+        org: Option<String>,
+    },
+}
+
+/// The control socket path of `data_dir`.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_FILE)
+}
+
+/// Opens the control socket, refusing when another node already serves this data dir.
+pub async fn bind(data_dir: &Path) -> Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if path.exists() {
+        if UnixStream::connect(&path).await.is_ok() {
+            bail!(
+                "a borg-node is already running for data dir {}",
+                data_dir.display()
+            );
+        }
+        // Left behind by a node that was killed: nobody answers on it.
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove stale control socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot create control socket {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict control socket {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves control clients until the node stops.
+pub async fn serve(listener: UnixListener, node: NodeHandle) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                continue;
+            }
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_client(stream, node).await {
+                tracing::debug!(error = %e, "control client ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn read_line_bounded<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    max: u64,
+) -> Result<Option<String>> {
+    let mut line = String::new();
+    let n = (&mut *reader).take(max + 1).read_line(&mut line).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n as u64 > max {
+        bail!("line longer than {max} bytes");
+    }
+    Ok(Some(line))
+}
+
+async fn write_line(stream: &mut (impl AsyncWriteExt + Unpin), value: &Value) -> Result<()> {
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
+    stream.write_all(&bytes).await?;
+    Ok(())
+}
+
+fn parse_org(org: &str) -> Result<OrgName, String> {
+    OrgName::new(org).map_err(|e| format!("invalid org {org:?}: {e}"))
+}
+
+async fn serve_client(stream: UnixStream, node: NodeHandle) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let line = match read_line_bounded(&mut reader, MAX_REQUEST_BYTES).await {
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            write_line(&mut write, &json!({ "error": format!("bad request: {e}") })).await?;
+            return Ok(());
+        }
+    };
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            write_line(&mut write, &json!({ "error": format!("bad request: {e}") })).await?;
+            return Ok(());
+        }
+    };
+    if let Request::Subscribe { org } = request {
+        let org = match org.as_deref().map(parse_org).transpose() {
+            Ok(org) => org,
+            Err(e) => return write_line(&mut write, &json!({ "error": e })).await,
+        };
+        // Subscribe before answering, so nothing delivered after the answer is missed.
+        let mut rx = node.subscribe();
+        write_line(&mut write, &json!({ "ok": null })).await?;
+        let mut scratch = [0u8; 64];
+        loop {
+            let received = tokio::select! {
+                received = rx.recv() => received,
+                // The client sends nothing more; EOF or an error means it hung up.
+                read = reader.read(&mut scratch) => match read {
+                    Ok(0) | Err(_) => return Ok(()),
+                    Ok(_) => continue,
+                },
+            };
+            match received {
+                Ok(msg) => {
+                    if org.as_ref().is_none_or(|o| o.as_str() == msg.org) {
+                        write_line(&mut write, &serde_json::to_value(&*msg)?).await?;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    write_line(&mut write, &json!({ "lagged": n })).await?;
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+    let answer = handle(request, &node).await;
+    let value = match answer {
+        Ok(v) => json!({ "ok": v }),
+        Err(e) => json!({ "error": e }),
+    };
+    write_line(&mut write, &value).await
+}
+
+async fn handle(request: Request, node: &NodeHandle) -> Result<Value, String> {
+    let to_value = |v: Result<Value, serde_json::Error>| v.map_err(|e| e.to_string());
+    match request {
+        Request::Status => to_value(serde_json::to_value(
+            node.status().await.map_err(|e| e.to_string())?,
+        )),
+        Request::Peers => to_value(serde_json::to_value(
+            node.peers().await.map_err(|e| e.to_string())?,
+        )),
+        Request::Join { org } => {
+            let changed = node
+                .join(parse_org(&org)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(json!({ "org": org, "changed": changed }))
+        }
+        Request::Leave { org } => {
+            let changed = node
+                .leave(parse_org(&org)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(json!({ "org": org, "changed": changed }))
+        }
+        Request::Send { org, text } => {
+            let sent = node
+                .send(parse_org(&org)?, text)
+                .await
+                .map_err(|e| e.to_string())?;
+            to_value(serde_json::to_value(sent))
+        }
+        Request::Subscribe { .. } => Err("subscribe is a stream".into()),
+    }
+}
+
+/// An open control connection. The write half is held, not used, after the request: closing
+/// it would tell a streaming server that the client hung up.
+struct Connection {
+    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    _write: tokio::net::unix::OwnedWriteHalf,
+}
+
+/// A connection from the CLI to the daemon of one data dir.
+#[derive(Debug, Clone)]
+pub struct Client {
+    data_dir: PathBuf,
+}
+
+impl Client {
+    /// A client for the daemon of `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    async fn connect(&self) -> Result<UnixStream> {
+        UnixStream::connect(socket_path(&self.data_dir))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no borg-node is running for data dir {}",
+                    self.data_dir.display()
+                )
+            })
+    }
+
+    async fn open(&self, request: &Request) -> Result<(Connection, Value)> {
+        let stream = self.connect().await?;
+        let (read, mut write) = stream.into_split();
+        write_line(&mut write, &serde_json::to_value(request)?).await?;
+        let mut connection = Connection {
+            reader: BufReader::new(read),
+            _write: write,
+        };
+        let first = next_line(&mut connection.reader)
+            .await?
+            .ok_or_else(|| anyhow!("the node closed the control connection"))?;
+        if let Some(err) = first.get("error").and_then(Value::as_str) {
+            bail!("{err}");
+        }
+        let ok = first
+            .get("ok")
+            .cloned()
+            .ok_or_else(|| anyhow!("unexpected answer from the node: {first}"))?;
+        Ok((connection, ok))
+    }
+
+    /// Sends `request` and returns the `ok` value, or the node's error.
+    pub async fn call(&self, request: &Request) -> Result<Value> {
+        Ok(self.open(request).await?.1)
+    }
+
+    /// Sends a streaming `request`, calls `on_ready` once the node has accepted it, then
+    /// `on_item` for every streamed line until the node stops.
+    pub async fn stream(
+        &self,
+        request: &Request,
+        on_ready: impl FnOnce(),
+        mut on_item: impl FnMut(Value) -> Result<()>,
+    ) -> Result<()> {
+        let (mut connection, _) = self.open(request).await?;
+        on_ready();
+        while let Some(item) = next_line(&mut connection.reader).await? {
+            on_item(item)?;
+        }
+        Ok(())
+    }
+}
+
+async fn next_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Result<Option<Value>> {
+    let mut line = String::new();
+    let n = (&mut *reader)
+        .take(MAX_RESPONSE_BYTES)
+        .read_line(&mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        serde_json::from_str(&line).context("malformed answer from the node")?,
+    ))
+}

@@ -1,0 +1,182 @@
+//! Validation of gossipsub messages on org topics, and the bounded set of seen message ids.
+//!
+//! A message is delivered only if all of these hold (the rules of `docs/wire.md`):
+//! - its topic is the message topic of an org this node has joined;
+//! - its data decodes as an envelope whose author signature verifies;
+//! - the org it claims matches the topic: the envelope's org, or for relayed copies the org of
+//!   the last relay hop;
+//! - gossipsub's signed source is the envelope's publisher (the author, or the last relayer),
+//!   so nobody can inject a message under someone else's name or relay claim;
+//! - its id has not been delivered before.
+
+use std::collections::{HashSet, VecDeque};
+
+use borg_proto::{Envelope, MessageId, OrgName};
+use libp2p::gossipsub;
+
+/// How many message ids are remembered for deduplication. At 1,000 messages per second that
+/// is over a minute, longer than gossipsub's own duplicate window.
+const SEEN_CAPACITY: usize = 65_536;
+
+/// Remembers the most recent message ids, forgetting the oldest beyond a fixed capacity.
+#[derive(Debug, Default)]
+pub struct SeenIds {
+    set: HashSet<MessageId>,
+    order: VecDeque<MessageId>,
+}
+
+impl SeenIds {
+    /// Records `id`; `false` if it was already recorded.
+    pub fn insert(&mut self, id: MessageId) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > SEEN_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// What to do with a received message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Valid and new: deliver it.
+    Deliver(Box<Envelope>),
+    /// Valid, already delivered.
+    Duplicate,
+    /// For an org this node is not in (any more).
+    NotJoined,
+    /// Invalid: reject it and penalise the peer that sent it.
+    Invalid(String),
+}
+
+/// Checks `message` against the rules above.
+pub fn check_message(
+    message: &gossipsub::Message,
+    joined: impl Fn(&OrgName) -> bool,
+    seen: &mut SeenIds,
+) -> Verdict {
+    let Some(topic_org) = OrgName::from_message_topic(message.topic.as_str()) else {
+        return Verdict::Invalid(format!("unknown topic {}", message.topic));
+    };
+    if !joined(&topic_org) {
+        return Verdict::NotJoined;
+    }
+    let envelope = match Envelope::decode(&message.data) {
+        Ok(e) => e,
+        Err(e) => return Verdict::Invalid(e.to_string()),
+    };
+    let claimed_org = envelope
+        .path()
+        .last()
+        .map_or_else(|| envelope.org(), |hop| &hop.org);
+    if *claimed_org != topic_org {
+        return Verdict::Invalid(format!(
+            "envelope for org {claimed_org} on the topic of org {topic_org}"
+        ));
+    }
+    if message.source != Some(envelope.publisher()) {
+        return Verdict::Invalid("gossipsub source is not the envelope's publisher".into());
+    }
+    if seen.insert(envelope.id()) {
+        Verdict::Deliver(Box::new(envelope))
+    } else {
+        Verdict::Duplicate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use borg_proto::Direction;
+    use libp2p::identity::Keypair;
+
+    use super::*;
+
+    fn message(key: &Keypair, org: &str, topic_org: &str) -> gossipsub::Message {
+        let env = Envelope::new_text(
+            key,
+            OrgName::new(org).unwrap(),
+            1,
+            2,
+            "x".into(),
+            Direction::Down,
+        )
+        .unwrap();
+        gossipsub::Message {
+            source: Some(key.public().to_peer_id()),
+            data: env.encode(),
+            sequence_number: Some(1),
+            topic: gossipsub::TopicHash::from_raw(OrgName::new(topic_org).unwrap().message_topic()),
+        }
+    }
+
+    #[test]
+    fn valid_message_is_delivered_once() {
+        let key = Keypair::generate_ed25519();
+        let msg = message(&key, "a", "a");
+        let mut seen = SeenIds::default();
+        assert!(matches!(
+            check_message(&msg, |_| true, &mut seen),
+            Verdict::Deliver(_)
+        ));
+        assert!(matches!(
+            check_message(&msg, |_| true, &mut seen),
+            Verdict::Duplicate
+        ));
+    }
+
+    #[test]
+    fn org_mismatch_is_invalid() {
+        let key = Keypair::generate_ed25519();
+        let msg = message(&key, "a", "b");
+        assert!(matches!(
+            check_message(&msg, |_| true, &mut SeenIds::default()),
+            Verdict::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn forged_source_is_invalid() {
+        let key = Keypair::generate_ed25519();
+        let mut msg = message(&key, "a", "a");
+        msg.source = Some(Keypair::generate_ed25519().public().to_peer_id());
+        assert!(matches!(
+            check_message(&msg, |_| true, &mut SeenIds::default()),
+            Verdict::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn garbage_is_invalid_and_unjoined_is_ignored() {
+        let key = Keypair::generate_ed25519();
+        let mut msg = message(&key, "a", "a");
+        msg.data = vec![1, 2, 3];
+        assert!(matches!(
+            check_message(&msg, |_| true, &mut SeenIds::default()),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            check_message(&msg, |_| false, &mut SeenIds::default()),
+            Verdict::NotJoined
+        ));
+    }
+
+    #[test]
+    fn seen_ids_forget_the_oldest() {
+        let mut seen = SeenIds::default();
+        for i in 0..(SEEN_CAPACITY as u32 + 1) {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            assert!(seen.insert(MessageId(id)));
+        }
+        assert_eq!(seen.set.len(), SEEN_CAPACITY);
+        assert!(
+            seen.insert(MessageId([0u8; 16])),
+            "the oldest id was forgotten"
+        );
+    }
+}

@@ -1,0 +1,591 @@
+//! The org message envelope: what one gossipsub message on an org topic carries.
+//!
+//! - The *core* (org, author key, timestamp, nonce, kind, body) is signed by the author, so the
+//!   author stays provable however many representatives relay the message between tiers.
+//! - The message id is derived from the core alone, so a relayed copy keeps the id of the
+//!   original and every node can deduplicate it.
+//! - The *routing* part (direction, relay path) is outside the signature: relays append to it.
+//! - Decoding is bounded: input longer than [`MAX_ENVELOPE_BYTES`] is refused before any parse,
+//!   and every length prefix is checked against that limit before allocating.
+//!
+//! The byte layout is specified in `docs/wire.md`; `tests::pinned_encoding` keeps the two
+//! identical.
+
+use std::fmt;
+
+use bincode::{Decode, Encode};
+use libp2p::{
+    PeerId,
+    identity::{Keypair, PublicKey},
+};
+use sha2::{Digest, Sha256};
+
+use crate::org::{OrgName, OrgNameError};
+
+/// The envelope format version this crate writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+
+/// The largest text body accepted, in bytes.
+///
+/// Org messages are chat-sized; bigger payloads belong in the store. 16 KiB keeps a full
+/// envelope well under gossipsub's transmit limit even with a long relay path.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// The largest encoded envelope accepted by [`Envelope::decode`], in bytes.
+pub const MAX_ENVELOPE_BYTES: usize = 20 * 1024;
+
+/// The most relay hops an envelope may record; tiers deeper than this are not supported.
+pub const MAX_RELAY_HOPS: usize = 16;
+
+/// Domain separator signed in front of the core, so an envelope signature can never be
+/// replayed as a signature over some other borg structure.
+const SIGNING_DOMAIN: &[u8] = b"/borg/envelope/1.0.0";
+
+/// Body kind byte for UTF-8 text.
+const KIND_TEXT: u8 = 1;
+
+/// The bincode configuration of every borg wire structure: big-endian, fixed-width integers,
+/// lengths as u64, and a hard limit on what a decoder may claim.
+fn wire_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_big_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<MAX_ENVELOPE_BYTES>()
+}
+
+#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
+struct WireCore {
+    org: String,
+    author_key: Vec<u8>,
+    sent_at_ms: u64,
+    nonce: u64,
+    kind: u8,
+    body: Vec<u8>,
+}
+
+#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
+struct WireHop {
+    org: String,
+    relayer: Vec<u8>,
+}
+
+#[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
+struct WireEnvelope {
+    version: u8,
+    core: WireCore,
+    signature: Vec<u8>,
+    direction: u8,
+    path: Vec<WireHop>,
+}
+
+/// What a message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body {
+    /// UTF-8 text, at most [`MAX_TEXT_BYTES`] bytes.
+    Text(String),
+}
+
+/// Which way a message travels through the tiers of orgs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Published in its org; a rep relays it down into child orgs.
+    Down,
+    /// Published in its org and asks the org's rep to relay it up into the parent org.
+    Up,
+}
+
+/// One relay step: the rep `relayer` re-published the envelope into `org`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The org the message was relayed into.
+    pub org: OrgName,
+    /// The rep that relayed it.
+    pub relayer: PeerId,
+}
+
+/// A 128-bit message id: the first 16 bytes of `SHA-256(core)`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub [u8; 16]);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+/// A signed org message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    org: OrgName,
+    author: PeerId,
+    sent_at_ms: u64,
+    nonce: u64,
+    body: Body,
+    direction: Direction,
+    path: Vec<Hop>,
+    wire_core: WireCore,
+    signature: Vec<u8>,
+}
+
+/// Why an envelope could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The body is larger than the limit.
+    #[error("message is {len} bytes; the limit is {max} bytes")]
+    BodyTooLarge {
+        /// Size of the body given.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The relay path is already at its limit.
+    #[error("message has already been relayed {MAX_RELAY_HOPS} times")]
+    TooManyHops,
+    /// The keypair could not sign.
+    #[error("signing failed: {0}")]
+    Signing(#[from] libp2p::identity::SigningError),
+}
+
+/// Why bytes received from the network are not a valid envelope.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is larger than [`MAX_ENVELOPE_BYTES`].
+    #[error("envelope is {len} bytes; the limit is {MAX_ENVELOPE_BYTES}")]
+    TooLarge {
+        /// Size of the input.
+        len: usize,
+    },
+    /// The bytes are not a well-formed envelope (truncated, bad length prefix, ...).
+    #[error("malformed envelope: {0}")]
+    Malformed(#[from] bincode::error::DecodeError),
+    /// Bytes follow the end of the envelope.
+    #[error("{0} trailing bytes after envelope")]
+    TrailingBytes(usize),
+    /// The version byte is not one this implementation reads.
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u8),
+    /// The org name is invalid.
+    #[error("invalid org name: {0}")]
+    BadOrg(#[from] OrgNameError),
+    /// The org name in a hop is invalid.
+    #[error("invalid relay hop")]
+    BadHop,
+    /// The author key is not a valid public key.
+    #[error("invalid author key")]
+    BadAuthorKey,
+    /// The signature does not verify against the author key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The body kind is unknown.
+    #[error("unknown body kind {0}")]
+    UnknownKind(u8),
+    /// The text body is not UTF-8 or too long.
+    #[error("text body is not valid UTF-8 or exceeds {MAX_TEXT_BYTES} bytes")]
+    BadText,
+    /// The direction byte is unknown.
+    #[error("unknown direction {0}")]
+    UnknownDirection(u8),
+    /// More relay hops than [`MAX_RELAY_HOPS`].
+    #[error("too many relay hops")]
+    TooManyHops,
+}
+
+fn signing_input(core_bytes: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(SIGNING_DOMAIN.len() + core_bytes.len());
+    input.extend_from_slice(SIGNING_DOMAIN);
+    input.extend_from_slice(core_bytes);
+    input
+}
+
+fn encode_wire<T: Encode>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec can only fail on a size limit; every structure passed here was
+    // checked against smaller limits when it was built, so a failure is a bug, not input.
+    bincode::encode_to_vec(value, wire_config()).unwrap_or_default()
+}
+
+impl Envelope {
+    /// Builds and signs a new message of `keypair`'s peer into `org`.
+    pub fn new_text(
+        keypair: &Keypair,
+        org: OrgName,
+        sent_at_ms: u64,
+        nonce: u64,
+        text: String,
+        direction: Direction,
+    ) -> Result<Self, EncodeError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(EncodeError::BodyTooLarge {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        let public = keypair.public();
+        let wire_core = WireCore {
+            org: org.as_str().to_owned(),
+            author_key: public.encode_protobuf(),
+            sent_at_ms,
+            nonce,
+            kind: KIND_TEXT,
+            body: text.clone().into_bytes(),
+        };
+        let signature = keypair.sign(&signing_input(&encode_wire(&wire_core)))?;
+        Ok(Self {
+            org,
+            author: public.to_peer_id(),
+            sent_at_ms,
+            nonce,
+            body: Body::Text(text),
+            direction,
+            path: Vec::new(),
+            wire_core,
+            signature,
+        })
+    }
+
+    /// Parses and verifies an envelope received from the network.
+    ///
+    /// Checks, in order: size, framing, version, org name, author key, signature, body kind
+    /// and content, direction and relay path. It never panics on any input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge { len: bytes.len() });
+        }
+        // Read the version before the rest so a future version with another layout gets a
+        // precise error instead of a confusing framing error.
+        match bytes.first() {
+            Some(&ENVELOPE_VERSION) | None => {}
+            Some(&other) => return Err(DecodeError::UnsupportedVersion(other)),
+        }
+        let (wire, used): (WireEnvelope, usize) = bincode::decode_from_slice(bytes, wire_config())?;
+        if used != bytes.len() {
+            return Err(DecodeError::TrailingBytes(bytes.len() - used));
+        }
+        let org = OrgName::new(&wire.core.org)?;
+        let author_key = PublicKey::try_decode_protobuf(&wire.core.author_key)
+            .map_err(|_| DecodeError::BadAuthorKey)?;
+        if !author_key.verify(&signing_input(&encode_wire(&wire.core)), &wire.signature) {
+            return Err(DecodeError::BadSignature);
+        }
+        let body = match wire.core.kind {
+            KIND_TEXT => {
+                if wire.core.body.len() > MAX_TEXT_BYTES {
+                    return Err(DecodeError::BadText);
+                }
+                Body::Text(
+                    String::from_utf8(wire.core.body.clone()).map_err(|_| DecodeError::BadText)?,
+                )
+            }
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        let direction = match wire.direction {
+            0 => Direction::Down,
+            1 => Direction::Up,
+            other => return Err(DecodeError::UnknownDirection(other)),
+        };
+        if wire.path.len() > MAX_RELAY_HOPS {
+            return Err(DecodeError::TooManyHops);
+        }
+        let path = wire
+            .path
+            .iter()
+            .map(|hop| {
+                Ok(Hop {
+                    org: OrgName::new(&hop.org).map_err(|_| DecodeError::BadHop)?,
+                    relayer: PeerId::from_bytes(&hop.relayer).map_err(|_| DecodeError::BadHop)?,
+                })
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        Ok(Self {
+            org,
+            author: author_key.to_peer_id(),
+            sent_at_ms: wire.core.sent_at_ms,
+            nonce: wire.core.nonce,
+            body,
+            direction,
+            path,
+            wire_core: wire.core,
+            signature: wire.signature,
+        })
+    }
+
+    /// The bytes to publish.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_wire(&WireEnvelope {
+            version: ENVELOPE_VERSION,
+            core: self.wire_core.clone(),
+            signature: self.signature.clone(),
+            direction: match self.direction {
+                Direction::Down => 0,
+                Direction::Up => 1,
+            },
+            path: self
+                .path
+                .iter()
+                .map(|hop| WireHop {
+                    org: hop.org.as_str().to_owned(),
+                    relayer: hop.relayer.to_bytes(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The id of the message: the same for every relayed copy.
+    pub fn id(&self) -> MessageId {
+        let digest = Sha256::digest(encode_wire(&self.wire_core));
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        MessageId(id)
+    }
+
+    /// The org the author published into.
+    pub fn org(&self) -> &OrgName {
+        &self.org
+    }
+
+    /// The author, proven by the signature.
+    pub fn author(&self) -> PeerId {
+        self.author
+    }
+
+    /// The author's clock at sending, in Unix milliseconds (not verified: clocks differ).
+    pub fn sent_at_ms(&self) -> u64 {
+        self.sent_at_ms
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The text, for text bodies.
+    pub fn text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Text(t) => Some(t),
+        }
+    }
+
+    /// Which way the message travels between tiers.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The relay steps taken so far, oldest first.
+    pub fn path(&self) -> &[Hop] {
+        &self.path
+    }
+
+    /// The peer that published this copy: the last relayer, or the author.
+    pub fn publisher(&self) -> PeerId {
+        self.path.last().map_or(self.author, |hop| hop.relayer)
+    }
+
+    /// A copy relayed by `relayer` into `org`, travelling `direction`.
+    pub fn relayed(
+        &self,
+        org: OrgName,
+        relayer: PeerId,
+        direction: Direction,
+    ) -> Result<Self, EncodeError> {
+        if self.path.len() >= MAX_RELAY_HOPS {
+            return Err(EncodeError::TooManyHops);
+        }
+        let mut copy = self.clone();
+        copy.path.push(Hop { org, relayer });
+        copy.direction = direction;
+        Ok(copy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fixed_keypair() -> Keypair {
+        Keypair::ed25519_from_bytes([7u8; 32]).unwrap()
+    }
+
+    fn sample() -> Envelope {
+        Envelope::new_text(
+            &fixed_keypair(),
+            OrgName::new("org").unwrap(),
+            1_700_000_000_000,
+            42,
+            "hi".into(),
+            Direction::Down,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let env = sample();
+        let decoded = Envelope::decode(&env.encode()).unwrap();
+        assert_eq!(decoded, env);
+        assert_eq!(decoded.text(), Some("hi"));
+        assert_eq!(decoded.author(), fixed_keypair().public().to_peer_id());
+        assert_eq!(decoded.id(), env.id());
+    }
+
+    /// The layout in docs/wire.md, byte for byte (signature elided: ed25519 is deterministic,
+    /// so it is pinned too, through the hash of the whole frame).
+    #[test]
+    fn pinned_encoding() {
+        let bytes = sample().encode();
+        let mut expected = vec![1u8]; // version
+        expected.extend_from_slice(&3u64.to_be_bytes());
+        expected.extend_from_slice(b"org");
+        expected.extend_from_slice(&36u64.to_be_bytes()); // protobuf ed25519 public key
+        expected.extend_from_slice(&fixed_keypair().public().encode_protobuf());
+        expected.extend_from_slice(&1_700_000_000_000u64.to_be_bytes());
+        expected.extend_from_slice(&42u64.to_be_bytes());
+        expected.push(1); // kind: text
+        expected.extend_from_slice(&2u64.to_be_bytes());
+        expected.extend_from_slice(b"hi");
+        expected.extend_from_slice(&64u64.to_be_bytes()); // ed25519 signature
+        assert_eq!(&bytes[..expected.len()], &expected[..]);
+        let tail = &bytes[expected.len() + 64..];
+        assert_eq!(tail, &[0u8, 0, 0, 0, 0, 0, 0, 0, 0]); // direction down, empty path
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            hex::encode(Sha256::digest(sample().encode()))
+        );
+        assert_eq!(sample().id().to_string().len(), 32);
+    }
+
+    #[test]
+    fn relayed_copy_keeps_id_and_author() {
+        let env = sample();
+        let relayer = Keypair::generate_ed25519().public().to_peer_id();
+        let up = env
+            .relayed(OrgName::new("parent").unwrap(), relayer, Direction::Down)
+            .unwrap();
+        let decoded = Envelope::decode(&up.encode()).unwrap();
+        assert_eq!(decoded.id(), env.id());
+        assert_eq!(decoded.author(), env.author());
+        assert_eq!(decoded.publisher(), relayer);
+        assert_eq!(decoded.path().len(), 1);
+    }
+
+    #[test]
+    fn oversized_body_is_refused_when_building() {
+        let err = Envelope::new_text(
+            &fixed_keypair(),
+            OrgName::new("org").unwrap(),
+            0,
+            0,
+            "x".repeat(MAX_TEXT_BYTES + 1),
+            Direction::Down,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, EncodeError::BodyTooLarge { len, max } if len == MAX_TEXT_BYTES + 1 && max == MAX_TEXT_BYTES)
+        );
+        let ok = Envelope::new_text(
+            &fixed_keypair(),
+            OrgName::new("org").unwrap(),
+            0,
+            0,
+            "x".repeat(MAX_TEXT_BYTES),
+            Direction::Down,
+        )
+        .unwrap();
+        assert!(Envelope::decode(&ok.encode()).is_ok());
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let big = vec![1u8; MAX_ENVELOPE_BYTES + 1];
+        assert!(matches!(
+            Envelope::decode(&big),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(Envelope::decode(&bytes[..len]).is_err(), "prefix {len}");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut bytes = sample().encode();
+        bytes.push(0);
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(DecodeError::TrailingBytes(1))
+        ));
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate() {
+        // version, then an org length of 2^63: must fail on the limit, not try to allocate.
+        let mut bytes = vec![1u8];
+        bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        bytes.extend_from_slice(b"abc");
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn tampered_body_fails_signature() {
+        let mut bytes = sample().encode();
+        let pos = bytes.windows(2).position(|w| w == b"hi").unwrap();
+        bytes[pos] = b'H';
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(DecodeError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn unknown_version_is_reported() {
+        let mut bytes = sample().encode();
+        bytes[0] = 2;
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(DecodeError::UnsupportedVersion(2))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Envelope::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut bytes = sample().encode();
+            for (pos, val) in flips {
+                let i = pos % bytes.len();
+                bytes[i] = val;
+            }
+            let _ = Envelope::decode(&bytes);
+        }
+
+        #[test]
+        fn text_round_trips(text in "\\PC{0,200}", ts in any::<u64>(), nonce in any::<u64>()) {
+            let env = Envelope::new_text(&fixed_keypair(), OrgName::new("o").unwrap(), ts, nonce, text.clone(), Direction::Up).unwrap();
+            let decoded = Envelope::decode(&env.encode()).unwrap();
+            prop_assert_eq!(decoded.text(), Some(text.as_str()));
+            prop_assert_eq!(decoded.direction(), Direction::Up);
+            prop_assert_eq!(decoded.id(), env.id());
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! In-process meshes: many nodes, Noise over the memory transport, one org.
+
+use std::{collections::HashSet, time::Duration};
+
+use borg_proto::OrgName;
+
+use crate::util::{eventually, memory_node};
+
+/// 20 nodes that only know node 0 find each other through the DHT, and a message sent by one
+/// reaches all the others exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_message_reaches_every_one_of_20_nodes() {
+    const N: usize = 20;
+    let org = OrgName::new("mesh").unwrap();
+    let first = memory_node(&["mesh"], &[]).await;
+    let seed = first.status().await.unwrap().dial_addrs[0].clone();
+    let mut nodes = vec![first];
+    for _ in 1..N {
+        nodes.push(memory_node(&["mesh"], std::slice::from_ref(&seed)).await);
+    }
+    let mut receivers: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+
+    // Everyone learns of everyone through the DHT, not only of the seed.
+    eventually(
+        Duration::from_secs(90),
+        "every node connected to every other",
+        || {
+            let nodes = nodes.clone();
+            async move {
+                for n in &nodes {
+                    if n.status().await.ok()?.peers.len() < N - 1 {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+
+    let sender = &nodes[7];
+    let sent = eventually(Duration::from_secs(30), "send accepted", || {
+        let org = org.clone();
+        async move { sender.send(org, "hello mesh".into()).await.ok() }
+    })
+    .await;
+
+    for (i, rx) in receivers.iter_mut().enumerate() {
+        if i == 7 {
+            continue;
+        }
+        let msg = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("node {i} received nothing"))
+            .unwrap();
+        assert_eq!(msg.id, sent.id);
+        assert_eq!(msg.text, "hello mesh");
+        assert_eq!(msg.org, "mesh");
+        assert_eq!(msg.from, sender.peer_id().to_string());
+    }
+    // Exactly once: nothing else arrives for a while.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (i, rx) in receivers.iter_mut().enumerate() {
+        assert!(rx.try_recv().is_err(), "node {i} got a duplicate");
+    }
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Join and leave at run time change who receives, and a non-member cannot send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_and_leave_at_run_time() {
+    let a = memory_node(&["one"], &[]).await;
+    let seed = a.status().await.unwrap().dial_addrs[0].clone();
+    let b = memory_node(&[], std::slice::from_ref(&seed)).await;
+    let one = OrgName::new("one").unwrap();
+
+    let err = b.send(one.clone(), "x".into()).await.unwrap_err();
+    assert!(err.to_string().contains("not a member"), "{err}");
+
+    assert!(b.join(one.clone()).await.unwrap());
+    assert!(
+        !b.join(one.clone()).await.unwrap(),
+        "joining twice is a no-op"
+    );
+    let mut rx = b.subscribe();
+    let sent = eventually(Duration::from_secs(30), "a can publish to b", || {
+        let (a, one) = (a.clone(), one.clone());
+        async move { a.send(one, "after join".into()).await.ok() }
+    })
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, sent.id);
+
+    assert!(b.leave(one.clone()).await.unwrap());
+    let status = b.status().await.unwrap();
+    assert!(status.orgs.is_empty());
+    // Once b's unsubscription reached a, a has nobody to send to.
+    eventually(Duration::from_secs(30), "a sees that b left", || {
+        let (a, one) = (a.clone(), one.clone());
+        async move {
+            match a.send(one, "after leave".into()).await {
+                Err(e) if e.to_string().contains("no other member") => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let ids: HashSet<String> =
+        std::iter::from_fn(|| rx.try_recv().ok().map(|m| m.id.clone())).collect();
+    assert!(ids.is_empty(), "b received after leaving: {ids:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

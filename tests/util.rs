@@ -1,0 +1,47 @@
+//! Helpers shared by the in-process tests.
+
+use std::time::Duration;
+
+use borg_node::{
+    behaviour::TransportKind,
+    config::{Config, Layer},
+    node::{self, NodeHandle},
+};
+use libp2p::identity::Keypair;
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts an in-process node on the memory transport.
+pub async fn memory_node(orgs: &[&str], bootstrap: &[String]) -> NodeHandle {
+    let layer = Layer {
+        listen: Some(vec!["/memory/0".into()]),
+        bootstrap: Some(bootstrap.to_vec()),
+        orgs: Some(orgs.iter().map(|s| s.to_string()).collect()),
+        mdns: Some(false),
+        ..Layer::default()
+    };
+    let config = Config::resolve("/nonexistent".into(), layer).expect("valid config");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        node::start(Keypair::generate_ed25519(), config, TransportKind::Memory),
+    )
+    .await
+    .expect("node started in time")
+    .expect("node started")
+}
