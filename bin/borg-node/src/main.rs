@@ -1,6 +1,6 @@
 //! The `borg-node` executable: parses the command line and dispatches. See the library crate.
 
-use std::{path::Path, process::ExitCode};
+use std::{io::IsTerminal, path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
 use borg_node::{
@@ -78,14 +78,17 @@ fn load_config(data_dir: &Path, args: &RunArgs) -> Result<Config> {
 
 fn init_logging(format: LogFormat, verbose: u8) {
     let default = match verbose {
-        0 => "warn,borg_node=info,borg_proto=info,borg_store=info",
+        // kad warns about an empty routing table at every start of a lone node; that is
+        // normal here, not a problem worth a warning.
+        0 => "warn,libp2p_kad=error,borg_node=info,borg_proto=info,borg_store=info",
         1 => "info,borg_node=debug,borg_proto=debug,borg_store=debug",
         _ => "debug,borg_node=trace,borg_proto=trace,borg_store=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -106,7 +109,13 @@ fn run(data_dir: &Path, args: RunArgs, verbose: u8) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let listener = control::bind(data_dir).await?;
-        let handle = node::start(keypair, config, TransportKind::Network).await?;
+        let handle = match node::start(keypair, config, TransportKind::Network).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                let _ = std::fs::remove_file(control::socket_path(data_dir));
+                return Err(e);
+            }
+        };
         tracing::info!(peer_id = %handle.peer_id(), data_dir = %data_dir.display(), "borg-node running");
         let server = tokio::spawn(control::serve(listener, handle.clone()));
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
