@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod connections;
+pub mod election;
 pub mod envelope;
 pub mod org;
 

@@ -1,0 +1,611 @@
+//! The representative election of one org: a pure state machine.
+//!
+//! No I/O, no clock: the caller feeds inputs (`handle_*`) with the current time, takes
+//! outputs with [`Election::poll_output`] and calls [`Election::handle_timeout`] when
+//! [`Election::poll_timeout`] is reached. The rules are specified in `docs/election.md`.
+//!
+//! State:
+//! - the member table: every peer that announced on the org's control topic, with its score,
+//!   when it was last heard and whether it was lost (connection closed or unresponsive);
+//! - the set of peers this node is directly connected to;
+//! - the view: `(term, rep)`, the reason the rep got there, and the line of succession the rep
+//!   last announced.
+//!
+//! Data flow:
+//! - a member's *score* is the number of members it is directly connected to;
+//! - every member announces `(score, term, rep)` every heartbeat and at once on change; the rep
+//!   also announces the line of succession (the other members, best first);
+//! - a higher term is adopted; two reps claimed for the same term are resolved by the peer id
+//!   order into the next term;
+//! - when the rep is lost, every member promotes the first live member of the last announced
+//!   line of succession, at `term + 1`, with no further message: succession is known in advance;
+//! - the rep hands over to a member whose score beats its own by `margin` for `hold`.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    fmt::Debug,
+    time::{Duration, Instant},
+};
+
+mod wire;
+
+pub use wire::{
+    ANNOUNCEMENT_VERSION, AnnouncementDecodeError, MAX_ANNOUNCEMENT_BYTES, MAX_WIRE_SUCCESSION,
+    decode_announcement, encode_announcement,
+};
+
+/// Tunables of the election. All members of an org should use the same values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Interval between a member's periodic announcements.
+    pub heartbeat: Duration,
+    /// A member that is not directly connected and has not been heard for this long is
+    /// presumed dead (and so is a rep one cannot reach).
+    pub silence_timeout: Duration,
+    /// A member not connected and not heard for this long is removed from the table.
+    pub member_timeout: Duration,
+    /// How long a new member listens for an existing rep before electing one itself.
+    pub join_grace: Duration,
+    /// By how much a member's score must exceed the rep's for the rep to hand over to it.
+    pub margin: u32,
+    /// How long that lead must last before the handover.
+    pub hold: Duration,
+    /// The longest line of succession announced.
+    pub max_succession: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(300),
+            silence_timeout: Duration::from_millis(1_500),
+            member_timeout: Duration::from_secs(10),
+            join_grace: Duration::from_millis(1_000),
+            margin: 2,
+            hold: Duration::from_secs(5),
+            max_succession: 32,
+        }
+    }
+}
+
+/// Why the rep changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// First election in an org without a rep.
+    Elected,
+    /// The rep's connection closed (its process or host died).
+    Crash,
+    /// The rep stopped answering (dead link, no FIN) or went silent.
+    SilentTimeout,
+    /// The rep left gracefully and handed over.
+    Handover,
+    /// The rep handed over to a member with clearly more connections.
+    BetterCandidate,
+    /// Two reps met (after a partition healed) and one was chosen.
+    PartitionHeal,
+}
+
+impl Reason {
+    /// The name used in logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Elected => "elected",
+            Reason::Crash => "crash",
+            Reason::SilentTimeout => "silent_timeout",
+            Reason::Handover => "handover",
+            Reason::BetterCandidate => "better_candidate",
+            Reason::PartitionHeal => "partition_heal",
+        }
+    }
+}
+
+/// How a directly connected peer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// The connection closed.
+    Closed,
+    /// The peer stopped answering pings.
+    Unresponsive,
+}
+
+/// What a member tells the org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement<P> {
+    /// State, or a goodbye.
+    pub kind: AnnouncementKind,
+    /// Random per process start, so a restarted member's sequence numbers are not taken as
+    /// stale.
+    pub incarnation: u64,
+    /// Increases with every announcement of one incarnation.
+    pub seq: u64,
+    /// The sender's score.
+    pub score: u32,
+    /// The sender's term.
+    pub term: u64,
+    /// The sender's rep (`None` only in term 0).
+    pub rep: Option<P>,
+    /// Why that rep got there.
+    pub reason: Reason,
+    /// When the sender is the rep: the line of succession, best first. Otherwise empty.
+    pub succession: Vec<P>,
+}
+
+/// The kind of an announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncementKind {
+    /// The periodic (or changed) state of a member.
+    State,
+    /// The member is leaving the org now.
+    Leaving,
+}
+
+/// What the election asks of its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output<P> {
+    /// Publish this on the org's control topic.
+    Announce(Announcement<P>),
+    /// The rep changed.
+    RepChanged {
+        /// The new rep.
+        rep: P,
+        /// The new term.
+        term: u64,
+        /// The rep before, if any.
+        previous: Option<P>,
+        /// Why.
+        reason: Reason,
+    },
+    /// A member was heard for the first time.
+    MemberJoined(P),
+    /// A member left or timed out.
+    MemberLeft(P),
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    score: u32,
+    last_heard: Instant,
+    incarnation: u64,
+    seq: u64,
+    lost: Option<(Instant, Loss)>,
+}
+
+/// One member's view of one org's election.
+#[derive(Debug)]
+pub struct Election<P> {
+    me: P,
+    config: Config,
+    incarnation: u64,
+    seq: u64,
+    term: u64,
+    rep: Option<P>,
+    reason: Reason,
+    succession: Vec<P>,
+    members: BTreeMap<P, Member>,
+    connected: BTreeSet<P>,
+    joined_at: Instant,
+    /// When the current rep was adopted: a rep never heard from directly is presumed alive
+    /// for `silence_timeout` after that.
+    rep_adopted_at: Instant,
+    next_heartbeat: Instant,
+    announce_now: bool,
+    challenger: Option<(P, Instant)>,
+    outputs: VecDeque<Output<P>>,
+}
+
+impl<P: Ord + Clone + Debug> Election<P> {
+    /// A member `me` joining at `now`. `incarnation` must differ between process starts (pick it
+    /// at random).
+    pub fn new(me: P, config: Config, incarnation: u64, now: Instant) -> Self {
+        Self {
+            me,
+            config,
+            incarnation,
+            seq: 0,
+            term: 0,
+            rep: None,
+            reason: Reason::Elected,
+            succession: Vec::new(),
+            members: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            joined_at: now,
+            rep_adopted_at: now,
+            next_heartbeat: now,
+            announce_now: true,
+            challenger: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The current term (0 before any rep is known).
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// The current rep.
+    pub fn rep(&self) -> Option<&P> {
+        self.rep.as_ref()
+    }
+
+    /// Why the current rep got there.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// Whether this member is the rep.
+    pub fn am_rep(&self) -> bool {
+        self.rep.as_ref() == Some(&self.me)
+    }
+
+    /// The line of succession as known here: the rep first, then its announced successors.
+    pub fn succession(&self) -> Vec<P> {
+        self.rep
+            .iter()
+            .cloned()
+            .chain(
+                self.succession
+                    .iter()
+                    .filter(|p| Some(*p) != self.rep.as_ref())
+                    .cloned(),
+            )
+            .collect()
+    }
+
+    /// This member's score: the members it is directly connected to.
+    pub fn score(&self) -> u32 {
+        self.members
+            .keys()
+            .filter(|p| self.connected.contains(*p))
+            .count() as u32
+    }
+
+    /// The known members other than this one: `(peer, score, last heard)`.
+    pub fn members(&self) -> impl Iterator<Item = (&P, u32, Instant)> {
+        self.members.iter().map(|(p, m)| (p, m.score, m.last_heard))
+    }
+
+    /// Whether `peer` is a known member.
+    pub fn is_member(&self, peer: &P) -> bool {
+        self.members.contains_key(peer)
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output<P>> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Election::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut next = self.next_heartbeat;
+        if self.rep.is_none() {
+            next = next.min(self.joined_at + self.config.join_grace);
+        }
+        if let Some(rep) = self.rep.as_ref().filter(|r| **r != self.me) {
+            if !self.connected.contains(rep) {
+                let heard = self
+                    .members
+                    .get(rep)
+                    .map_or(self.rep_adopted_at, |m| m.last_heard);
+                next = next.min(heard + self.config.silence_timeout);
+            }
+        }
+        if let Some((_, since)) = &self.challenger {
+            next = next.min(*since + self.config.hold);
+        }
+        next
+    }
+
+    /// A peer connection to `peer` was established.
+    pub fn handle_connected(&mut self, peer: P, now: Instant) {
+        if peer == self.me {
+            return;
+        }
+        self.connected.insert(peer.clone());
+        if let Some(m) = self.members.get_mut(&peer) {
+            m.lost = None;
+            self.announce_now = true;
+        }
+        self.evaluate(now);
+    }
+
+    /// The last connection to `peer` is gone.
+    pub fn handle_disconnected(&mut self, peer: P, loss: Loss, now: Instant) {
+        self.connected.remove(&peer);
+        if let Some(m) = self.members.get_mut(&peer) {
+            m.lost = Some((now, loss));
+            self.announce_now = true;
+        }
+        self.evaluate(now);
+    }
+
+    /// An announcement from `from` arrived.
+    pub fn handle_announcement(&mut self, from: P, ann: Announcement<P>, now: Instant) {
+        if from == self.me || (ann.term > 0 && ann.rep.is_none()) {
+            return;
+        }
+        match self.members.get_mut(&from) {
+            Some(m) => {
+                if m.incarnation == ann.incarnation && ann.seq <= m.seq {
+                    return; // reordered or duplicated
+                }
+                m.incarnation = ann.incarnation;
+                m.seq = ann.seq;
+                m.score = ann.score;
+                m.last_heard = now;
+            }
+            None => {
+                if ann.kind == AnnouncementKind::Leaving {
+                    return;
+                }
+                self.members.insert(
+                    from.clone(),
+                    Member {
+                        score: ann.score,
+                        last_heard: now,
+                        incarnation: ann.incarnation,
+                        seq: ann.seq,
+                        lost: None,
+                    },
+                );
+                self.outputs.push_back(Output::MemberJoined(from.clone()));
+                // A newcomer should learn the view (and the rep's succession) right away.
+                self.announce_now = true;
+            }
+        }
+        let from_rep = ann.rep.as_ref() == Some(&from);
+        if from_rep && ann.term >= self.term {
+            self.succession = ann.succession.clone();
+        }
+        if ann.kind == AnnouncementKind::Leaving {
+            self.members.remove(&from);
+            self.outputs.push_back(Output::MemberLeft(from.clone()));
+            if self.rep.as_ref() == Some(&from) && ann.term >= self.term {
+                self.failover(Reason::Handover, now);
+            }
+            self.evaluate(now);
+            return;
+        }
+        if let Some(their_rep) = ann.rep {
+            if ann.term > self.term {
+                // Give a rep learnt second-hand the benefit of the doubt until its silence
+                // says otherwise.
+                if let Some(m) = self.members.get_mut(&their_rep) {
+                    if m.lost.is_none() {
+                        m.last_heard = m.last_heard.max(now);
+                    }
+                }
+                self.adopt(ann.term, their_rep, ann.reason, now);
+            } else if ann.term == self.term && self.rep.as_ref() != Some(&their_rep) {
+                // Two reps for one term: only possible when two groups elected apart. Choose
+                // by the peer id order alone, which every member sees the same way.
+                let winner = match self.rep.clone() {
+                    Some(mine) if self.presumed_alive(&mine, now) => {
+                        if self.presumed_alive(&their_rep, now) {
+                            mine.min(their_rep)
+                        } else {
+                            mine
+                        }
+                    }
+                    _ => their_rep,
+                };
+                self.adopt(self.term + 1, winner, Reason::PartitionHeal, now);
+            }
+        }
+        self.evaluate(now);
+    }
+
+    /// Time passed; call at [`Election::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_heartbeat {
+            self.announce_now = true;
+        }
+        self.evaluate(now);
+    }
+
+    /// This member leaves the org: returns the goodbye to publish. A rep's goodbye carries its
+    /// line of succession, so the org hands over without waiting for a timeout.
+    pub fn leave(&mut self) -> Announcement<P> {
+        self.seq += 1;
+        Announcement {
+            kind: AnnouncementKind::Leaving,
+            incarnation: self.incarnation,
+            seq: self.seq,
+            score: self.score(),
+            term: self.term,
+            rep: self.rep.clone(),
+            reason: self.reason,
+            succession: if self.am_rep() {
+                self.succession.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn member_alive(&self, peer: &P, now: Instant) -> Option<bool> {
+        if *peer == self.me || self.connected.contains(peer) {
+            return Some(true);
+        }
+        let m = self.members.get(peer)?;
+        if let Some((lost_at, _)) = m.lost {
+            if m.last_heard <= lost_at {
+                return Some(false);
+            }
+        }
+        Some(now.saturating_duration_since(m.last_heard) < self.config.silence_timeout)
+    }
+
+    /// Alive as far as this member can tell: connected, or heard recently and not lost since.
+    fn alive(&self, peer: &P, now: Instant) -> bool {
+        self.member_alive(peer, now).unwrap_or(false)
+    }
+
+    /// Like `alive`, but a peer never heard of is presumed alive: it is in the rep's line of
+    /// succession, so the rep heard it recently. Failing over to it keeps all members in
+    /// agreement, where skipping it would split them by what each happens to have heard.
+    fn presumed_alive(&self, peer: &P, now: Instant) -> bool {
+        self.member_alive(peer, now).unwrap_or(true)
+    }
+
+    fn rank_key(&self, peer: &P) -> (Reverse<u32>, P) {
+        let score = if *peer == self.me {
+            self.score()
+        } else {
+            self.members.get(peer).map_or(0, |m| m.score)
+        };
+        (Reverse(score), peer.clone())
+    }
+
+    /// Live members (this one included), best first: most connections, then lowest peer id.
+    fn ranked_alive(&self, now: Instant) -> Vec<P> {
+        let mut alive: Vec<P> = self
+            .members
+            .keys()
+            .filter(|p| self.alive(p, now))
+            .cloned()
+            .chain(std::iter::once(self.me.clone()))
+            .collect();
+        alive.sort_by_key(|p| self.rank_key(p));
+        alive
+    }
+
+    fn adopt(&mut self, term: u64, rep: P, reason: Reason, now: Instant) {
+        if term == self.term && self.rep.as_ref() == Some(&rep) {
+            return;
+        }
+        self.rep_adopted_at = now;
+        let previous = self.rep.replace(rep.clone());
+        self.term = term;
+        self.reason = reason;
+        self.challenger = None;
+        // Keep the old line minus the new rep until the new rep announces its own: a second
+        // failure right away still has a successor.
+        self.succession.retain(|p| *p != rep);
+        self.announce_now = true;
+        self.outputs.push_back(Output::RepChanged {
+            rep,
+            term,
+            previous,
+            reason,
+        });
+    }
+
+    fn failover(&mut self, reason: Reason, now: Instant) {
+        let lost = self.rep.clone();
+        let next = self
+            .succession
+            .iter()
+            .find(|p| Some(*p) != lost.as_ref() && self.presumed_alive(p, now))
+            .cloned()
+            .or_else(|| {
+                self.ranked_alive(now)
+                    .into_iter()
+                    .find(|p| Some(p) != lost.as_ref())
+            })
+            .unwrap_or_else(|| self.me.clone());
+        self.adopt(self.term + 1, next, reason, now);
+    }
+
+    fn evaluate(&mut self, now: Instant) {
+        self.expire_members(now);
+        match self.rep.clone() {
+            None => {
+                if now >= self.joined_at + self.config.join_grace {
+                    let best = self.ranked_alive(now).swap_remove(0);
+                    self.adopt(self.term + 1, best, Reason::Elected, now);
+                }
+            }
+            Some(rep) if rep == self.me => self.act_as_rep(now),
+            Some(rep) => {
+                let rep_alive = self.member_alive(&rep, now).unwrap_or_else(|| {
+                    now.saturating_duration_since(self.rep_adopted_at) < self.config.silence_timeout
+                });
+                if !rep_alive {
+                    let reason = match self.members.get(&rep).and_then(|m| m.lost) {
+                        Some((_, Loss::Closed)) => Reason::Crash,
+                        _ => Reason::SilentTimeout,
+                    };
+                    self.failover(reason, now);
+                    if self.am_rep() {
+                        self.act_as_rep(now);
+                    }
+                }
+            }
+        }
+        if self.announce_now || now >= self.next_heartbeat {
+            self.announce(now);
+        }
+    }
+
+    fn act_as_rep(&mut self, now: Instant) {
+        let mut line = self.ranked_alive(now);
+        line.retain(|p| *p != self.me);
+        line.truncate(self.config.max_succession);
+        if line != self.succession {
+            self.succession = line;
+            self.announce_now = true;
+        }
+        // Hysteresis: hand over only to a clearly better member, and only once its lead has
+        // lasted `hold`, so one extra connection for a moment changes nothing.
+        let my_score = self.score();
+        let Some(best) = self.succession.first().cloned() else {
+            self.challenger = None;
+            return;
+        };
+        let best_score = self.members.get(&best).map_or(0, |m| m.score);
+        if best_score < my_score.saturating_add(self.config.margin) {
+            self.challenger = None;
+            return;
+        }
+        match &self.challenger {
+            Some((c, since)) if *c == best => {
+                if now >= *since + self.config.hold {
+                    self.adopt(self.term + 1, best, Reason::BetterCandidate, now);
+                }
+            }
+            _ => self.challenger = Some((best, now)),
+        }
+    }
+
+    fn expire_members(&mut self, now: Instant) {
+        let timeout = self.config.member_timeout;
+        let expired: Vec<P> = self
+            .members
+            .iter()
+            .filter(|(p, m)| {
+                !self.connected.contains(*p)
+                    && now.saturating_duration_since(m.last_heard) >= timeout
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in expired {
+            self.members.remove(&p);
+            self.outputs.push_back(Output::MemberLeft(p));
+        }
+    }
+
+    fn announce(&mut self, now: Instant) {
+        self.announce_now = false;
+        self.next_heartbeat = now + self.config.heartbeat;
+        self.seq += 1;
+        let succession = if self.am_rep() {
+            self.succession.clone()
+        } else {
+            Vec::new()
+        };
+        self.outputs.push_back(Output::Announce(Announcement {
+            kind: AnnouncementKind::State,
+            incarnation: self.incarnation,
+            seq: self.seq,
+            score: self.score(),
+            term: self.term,
+            rep: self.rep.clone(),
+            reason: self.reason,
+            succession,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests;
