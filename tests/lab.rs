@@ -458,6 +458,98 @@ impl Lab {
         }
     }
 
+    /// Silently cuts `host` off its LAN: its bridge port stops forwarding, the link stays up
+    /// (no carrier change, no FIN): a dead link.
+    pub fn cut(&self, host: &Host) {
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &host.bridge_ns,
+                "bridge",
+                "link",
+                "set",
+                "dev",
+                &host.port,
+                "state",
+                "0",
+            ],
+        );
+    }
+
+    /// Moves `host`'s bridge port to bridge `bridge` of its LAN (created if needed): hosts on
+    /// different bridges of one LAN cannot talk, which makes a partition without any carrier
+    /// change. `br0` is the LAN's own bridge, so moving back there heals it.
+    pub fn move_to_bridge(&self, host: &Host, bridge: &str) {
+        let exists = run("ip", &["-n", &host.bridge_ns, "link", "show", bridge])
+            .status
+            .success();
+        if !exists {
+            must(
+                "ip",
+                &[
+                    "-n",
+                    &host.bridge_ns,
+                    "link",
+                    "add",
+                    bridge,
+                    "type",
+                    "bridge",
+                ],
+            );
+            must("ip", &["-n", &host.bridge_ns, "link", "set", bridge, "up"]);
+        }
+        must(
+            "ip",
+            &[
+                "-n",
+                &host.bridge_ns,
+                "link",
+                "set",
+                &host.port,
+                "master",
+                bridge,
+            ],
+        );
+    }
+
+    /// `orgs --json` of node `i`, or `None` if it does not answer.
+    pub fn orgs(&self, i: usize) -> Option<Vec<Value>> {
+        self.try_cli_json(i, &["orgs"])
+            .and_then(|v| v.as_array().cloned())
+    }
+
+    /// Node `i`'s view of `org`: `(rep, term, rep_since_ms)`.
+    pub fn rep_view(&self, i: usize, org: &str) -> Option<(String, u64, u64)> {
+        let orgs = self.orgs(i)?;
+        let o = orgs.iter().find(|o| o["org"] == org)?;
+        Some((
+            o["rep"].as_str()?.to_owned(),
+            o["term"].as_u64()?,
+            o["rep_since_ms"].as_u64()?,
+        ))
+    }
+
+    /// If every node in `group` names the same rep and term for `org`, that `(rep, term)`.
+    pub fn agreed_rep(&self, group: &[usize], org: &str) -> Option<(String, u64)> {
+        let mut agreed: Option<(String, u64)> = None;
+        for &i in group {
+            let (rep, term, _) = self.rep_view(i, org)?;
+            match &agreed {
+                None => agreed = Some((rep, term)),
+                Some(a) if *a == (rep.clone(), term) => {}
+                Some(_) => return None,
+            }
+        }
+        agreed
+    }
+
+    /// The index of the node whose peer id is `peer`.
+    pub fn index_of(&self, peer: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.peer_id == peer)
+    }
+
     /// Kills node `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

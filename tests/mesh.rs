@@ -41,7 +41,7 @@ async fn org_message_reaches_every_one_of_20_nodes() {
     let sender = &nodes[7];
     let sent = eventually(Duration::from_secs(30), "send accepted", || {
         let org = org.clone();
-        async move { sender.send(org, "hello mesh".into()).await.ok() }
+        async move { sender.send(org, "hello mesh".into(), false).await.ok() }
     })
     .await;
 
@@ -76,18 +76,18 @@ async fn join_and_leave_at_run_time() {
     let b = memory_node(&[], std::slice::from_ref(&seed)).await;
     let one = OrgName::new("one").unwrap();
 
-    let err = b.send(one.clone(), "x".into()).await.unwrap_err();
+    let err = b.send(one.clone(), "x".into(), false).await.unwrap_err();
     assert!(err.to_string().contains("not a member"), "{err}");
 
-    assert!(b.join(one.clone()).await.unwrap());
+    assert!(b.join("one".parse().unwrap()).await.unwrap());
     assert!(
-        !b.join(one.clone()).await.unwrap(),
+        !b.join("one".parse().unwrap()).await.unwrap(),
         "joining twice is a no-op"
     );
     let mut rx = b.subscribe();
     let sent = eventually(Duration::from_secs(30), "a can publish to b", || {
         let (a, one) = (a.clone(), one.clone());
-        async move { a.send(one, "after join".into()).await.ok() }
+        async move { a.send(one, "after join".into(), false).await.ok() }
     })
     .await;
     let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
@@ -103,7 +103,7 @@ async fn join_and_leave_at_run_time() {
     eventually(Duration::from_secs(30), "a sees that b left", || {
         let (a, one) = (a.clone(), one.clone());
         async move {
-            match a.send(one, "after leave".into()).await {
+            match a.send(one, "after leave".into(), false).await {
                 Err(e) if e.to_string().contains("no other member") => Some(()),
                 _ => None,
             }
@@ -115,4 +115,82 @@ async fn join_and_leave_at_run_time() {
     assert!(ids.is_empty(), "b received after leaving: {ids:?}");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// 50 nodes elect one rep; when the rep's node stops abruptly, every survivor agrees on the
+/// successor it had announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_nodes_elect_one_rep_and_survive_its_loss() {
+    const N: usize = 50;
+    let first = memory_node(&["big"], &[]).await;
+    let seed = first.status().await.unwrap().dial_addrs[0].clone();
+    let mut nodes = vec![first];
+    for _ in 1..N {
+        nodes.push(memory_node(&["big"], std::slice::from_ref(&seed)).await);
+    }
+    let started = std::time::Instant::now();
+    let agreed = |nodes: Vec<borg_node::node::NodeHandle>| async move {
+        let mut view = None;
+        for n in &nodes {
+            let orgs = n.orgs().await.ok()?;
+            let org = orgs.into_iter().find(|o| o.org == "big")?;
+            let this = (org.rep?, org.term, org.succession);
+            match &view {
+                None => view = Some(this),
+                Some(v) if *v == this => {}
+                Some(_) => return None,
+            }
+        }
+        view
+    };
+    let (rep, term, line) = eventually(
+        Duration::from_secs(180),
+        "50 nodes agree on one rep",
+        || {
+            let nodes = nodes.clone();
+            async move {
+                // Settled: the rep's line of succession lists every other node.
+                agreed(nodes)
+                    .await
+                    .filter(|(_, _, line)| line.len() == N.min(33))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "mesh: 50 nodes agreed on a rep after {:?}",
+        started.elapsed()
+    );
+    let rep_index = nodes
+        .iter()
+        .position(|n| n.peer_id().to_string() == rep)
+        .unwrap();
+    let successor = line[1].clone();
+
+    nodes[rep_index].abort();
+    let survivors: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != rep_index)
+        .map(|(_, n)| n.clone())
+        .collect();
+    let stopped = std::time::Instant::now();
+    let (new_rep, new_term, _) = eventually(
+        Duration::from_secs(120),
+        "survivors agree on the successor",
+        || {
+            let (survivors, rep) = (survivors.clone(), rep.clone());
+            async move { agreed(survivors).await.filter(|(r, _, _)| *r != rep) }
+        },
+    )
+    .await;
+    eprintln!(
+        "mesh: survivors agreed on the successor within {:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(new_rep, successor, "the announced successor took over");
+    assert!(new_term > term);
+    for n in &survivors {
+        n.shutdown().await;
+    }
 }

@@ -6,4 +6,5 @@
 mod lab;
 mod lan;
 mod mesh;
+mod reps;
 mod util;

@@ -9,7 +9,8 @@ use borg_node::{
 };
 use libp2p::identity::Keypair;
 
-/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
+/// Polls `check` every 250 ms until it returns `Some`, or panics with `what` after `limit`.
+/// (Not faster: with 50 nodes in one process, the polling itself is load.)
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -23,7 +24,7 @@ where
         if tokio::time::Instant::now() > deadline {
             panic!("timed out after {limit:?} waiting for: {what}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -34,6 +35,11 @@ pub async fn memory_node(orgs: &[&str], bootstrap: &[String]) -> NodeHandle {
         bootstrap: Some(bootstrap.to_vec()),
         orgs: Some(orgs.iter().map(|s| s.to_string()).collect()),
         mdns: Some(false),
+        // Dozens of nodes share this process's two cores: give pongs and announcements the
+        // slack that separate machines would not need, so load is not taken for failure.
+        ping_interval_ms: Some(1_000),
+        ping_timeout_ms: Some(4_000),
+        election_silence_timeout_ms: Some(5_000),
         ..Layer::default()
     };
     let config = Config::resolve("/nonexistent".into(), layer).expect("valid config");

@@ -79,3 +79,80 @@ pub struct Sent {
     /// The org it was sent to.
     pub org: String,
 }
+
+/// One entry of `borg-node orgs --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrgInfo {
+    /// The org.
+    pub org: String,
+    /// Its parent org, if it has one.
+    pub parent: Option<String>,
+    /// The current rep.
+    pub rep: Option<String>,
+    /// The election term (0: no rep yet).
+    pub term: u64,
+    /// Unix ms at which this node adopted the current rep (0: none yet).
+    pub rep_since_ms: u64,
+    /// Why the current rep got there.
+    pub reason: String,
+    /// Whether this node is the rep.
+    pub am_rep: bool,
+    /// The line of succession: the rep, then its successors in order.
+    pub succession: Vec<String>,
+    /// Every known member, this node included.
+    pub members: Vec<MemberInfo>,
+    /// This node's score: the org members it is directly connected to.
+    pub score: u32,
+    /// Whether the node joined this org by itself, as the rep of a child org.
+    pub auto_joined: bool,
+}
+
+/// One member of an org.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// The member.
+    pub peer_id: String,
+    /// Its announced score.
+    pub score: u32,
+    /// Unix ms of its last announcement heard here.
+    pub last_seen_ms: u64,
+}
+
+/// One line of `borg-node events --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The rep of an org changed.
+    RepChanged {
+        /// The org.
+        org: String,
+        /// The new rep.
+        rep: String,
+        /// The new term.
+        term: u64,
+        /// The rep before.
+        previous: Option<String>,
+        /// Why: elected, crash, silent_timeout, handover, better_candidate, partition_heal.
+        reason: String,
+        /// Unix ms, this node's clock.
+        at_ms: u64,
+    },
+    /// A member was heard for the first time.
+    MemberJoined {
+        /// The org.
+        org: String,
+        /// The member.
+        peer_id: String,
+        /// Unix ms.
+        at_ms: u64,
+    },
+    /// A member left or timed out.
+    MemberLeft {
+        /// The org.
+        org: String,
+        /// The member.
+        peer_id: String,
+        /// Unix ms.
+        at_ms: u64,
+    },
+}

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
 use crate::{
-    api::{Delivered, PeerInfo, Sent, Status},
+    api::{Delivered, Event, OrgInfo, PeerInfo, Sent, Status},
     config::LogFormat,
     control::{Client, Request},
 };
@@ -49,9 +49,13 @@ pub enum Command {
     Status,
     /// List the connected peers.
     Peers,
-    /// Join an org.
+    /// List the joined orgs with their reps, terms and lines of succession.
+    Orgs,
+    /// Print election events (rep changes, members joining and leaving) as they happen.
+    Events,
+    /// Join an org: `ORG`, or `ORG:PARENT[:GRANDPARENT...]` to place it in tiers.
     Join {
-        /// The org name.
+        /// The org (and its parents).
         org: String,
     },
     /// Leave an org.
@@ -64,6 +68,9 @@ pub enum Command {
         /// The org.
         #[arg(long)]
         org: String,
+        /// Ask the org's rep to relay the message up into the parent org.
+        #[arg(long)]
+        up: bool,
         /// The text; `-` reads it from stdin.
         text: String,
     },
@@ -91,7 +98,7 @@ pub struct RunArgs {
     /// Dial this peer at start and keep redialling it (repeatable); `/p2p/<id>` optional.
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
-    /// Join this org at start (repeatable).
+    /// Join this org at start (repeatable); `NAME:PARENT[:GRANDPARENT...]` places it in tiers.
     #[arg(long = "org", value_name = "NAME")]
     pub orgs: Vec<String>,
     /// Turn off LAN discovery (mDNS).
@@ -194,6 +201,70 @@ pub async fn run_client(command: Command, data_dir: &Path, json: bool) -> Result
                 );
             }
         }
+        Command::Orgs => {
+            let orgs: Vec<OrgInfo> = serde_json::from_value(client.call(&Request::Orgs).await?)?;
+            if json {
+                return print_json(&orgs);
+            }
+            for o in &orgs {
+                println!(
+                    "{}{}  rep={}{} term={} reason={} members={} score={}{}",
+                    o.org,
+                    o.parent
+                        .as_deref()
+                        .map(|p| format!(" (parent {p})"))
+                        .unwrap_or_default(),
+                    o.rep.as_deref().map(short).unwrap_or("-"),
+                    if o.am_rep { " (me)" } else { "" },
+                    o.term,
+                    o.reason,
+                    o.members.len(),
+                    o.score,
+                    if o.auto_joined { " auto-joined" } else { "" },
+                );
+                let line: Vec<&str> = o.succession.iter().map(|p| short(p)).collect();
+                println!("  succession: {}", line.join(" > "));
+            }
+        }
+        Command::Events => {
+            client
+                .stream(
+                    &Request::Events,
+                    || eprintln!("watching events"),
+                    |item| {
+                        if let Some(n) = item.get("lagged") {
+                            eprintln!("warning: fell behind and missed {n} events");
+                        } else if json {
+                            println!("{item}");
+                        } else {
+                            let event: Event = serde_json::from_value(item)?;
+                            match event {
+                                Event::RepChanged {
+                                    org,
+                                    rep,
+                                    term,
+                                    reason,
+                                    ..
+                                } => {
+                                    println!(
+                                        "[{org}] rep is now {} (term {term}, {reason})",
+                                        short(&rep)
+                                    )
+                                }
+                                Event::MemberJoined { org, peer_id, .. } => {
+                                    println!("[{org}] {} joined", short(&peer_id))
+                                }
+                                Event::MemberLeft { org, peer_id, .. } => {
+                                    println!("[{org}] {} left", short(&peer_id))
+                                }
+                            }
+                        }
+                        std::io::stdout().flush()?;
+                        Ok(())
+                    },
+                )
+                .await?;
+        }
         Command::Join { org } => {
             let v = client.call(&Request::Join { org: org.clone() }).await?;
             if json {
@@ -208,7 +279,7 @@ pub async fn run_client(command: Command, data_dir: &Path, json: bool) -> Result
             }
             println!("left {org}");
         }
-        Command::Send { org, text } => {
+        Command::Send { org, up, text } => {
             let text = if text == "-" {
                 let mut buf = String::new();
                 std::io::stdin()
@@ -219,7 +290,7 @@ pub async fn run_client(command: Command, data_dir: &Path, json: bool) -> Result
                 text
             };
             let sent: Sent =
-                serde_json::from_value(client.call(&Request::Send { org, text }).await?)?;
+                serde_json::from_value(client.call(&Request::Send { org, text, up }).await?)?;
             if json {
                 return print_json(&sent);
             }
@@ -276,6 +347,7 @@ async fn chat(client: Client, org: String) -> Result<()> {
             .call(&Request::Send {
                 org: org.clone(),
                 text: line,
+                up: false,
             })
             .await
         {

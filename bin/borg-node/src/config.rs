@@ -19,6 +19,74 @@ use serde::{Deserialize, Serialize};
 /// The TCP and UDP (QUIC) port a node listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 4747;
 
+/// Default ping interval. A connection that has not answered a ping for interval + timeout
+/// (800 ms) is closed: the rep's silent loss (a dead link, no FIN) must be repaired in about a
+/// second.
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 200;
+
+/// Default ping timeout. Shorter would notice dead links sooner but would close healthy
+/// links whose pong is late because the machine is overloaded; 600 ms is far above the
+/// round trip of a LAN or of a loaded 2-core machine running 20 nodes.
+pub const DEFAULT_PING_TIMEOUT_MS: u64 = 600;
+
+/// An org to join and, optionally, its chain of parent orgs: `child:parent:grandparent`.
+///
+/// The chain says where this org sits in the tiers: when this node becomes the rep of `child`
+/// it joins `parent`, and if it becomes the rep of `parent` too, it joins `grandparent`.
+/// `:` cannot occur in org names, so the syntax is unambiguous.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgSpec {
+    /// The org.
+    pub org: OrgName,
+    /// Its parent, the parent's parent, and so on.
+    pub parents: Vec<OrgName>,
+}
+
+impl OrgSpec {
+    /// The direct parent, if any.
+    pub fn parent(&self) -> Option<&OrgName> {
+        self.parents.first()
+    }
+
+    /// The spec of the parent org (its own chain), if any.
+    pub fn parent_spec(&self) -> Option<OrgSpec> {
+        let (org, rest) = self.parents.split_first()?;
+        Some(OrgSpec {
+            org: org.clone(),
+            parents: rest.to_vec(),
+        })
+    }
+}
+
+impl FromStr for OrgSpec {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let mut chain = Vec::new();
+        for part in s.split(':') {
+            let org = OrgName::new(part).with_context(|| format!("invalid org {s:?}"))?;
+            if chain.contains(&org) {
+                bail!("invalid org {s:?}: {org} appears twice in its chain of parents");
+            }
+            chain.push(org);
+        }
+        let org = chain.remove(0);
+        Ok(Self {
+            org,
+            parents: chain,
+        })
+    }
+}
+
+impl std::fmt::Display for OrgSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.org.as_str())?;
+        for p in &self.parents {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +136,15 @@ pub struct Layer {
     pub mdns_query_interval_ms: Option<u64>,
     /// Interval between DHT lookups of org members, in seconds.
     pub discovery_interval_secs: Option<u64>,
+    /// Interval between election announcements, in ms.
+    pub election_heartbeat_ms: Option<u64>,
+    /// A member (or rep) not heard for this long, without a direct connection, is presumed
+    /// gone, in ms.
+    pub election_silence_timeout_ms: Option<u64>,
+    /// By how many connections a member must beat the rep for the rep to hand over.
+    pub election_margin: Option<u32>,
+    /// How long that lead must last before the handover, in ms.
+    pub election_hold_ms: Option<u64>,
 }
 
 impl Layer {
@@ -113,6 +190,16 @@ impl Layer {
                 "BORG_DISCOVERY_INTERVAL_SECS",
                 get("BORG_DISCOVERY_INTERVAL_SECS"),
             )?,
+            election_heartbeat_ms: parse(
+                "BORG_ELECTION_HEARTBEAT_MS",
+                get("BORG_ELECTION_HEARTBEAT_MS"),
+            )?,
+            election_silence_timeout_ms: parse(
+                "BORG_ELECTION_SILENCE_TIMEOUT_MS",
+                get("BORG_ELECTION_SILENCE_TIMEOUT_MS"),
+            )?,
+            election_margin: parse("BORG_ELECTION_MARGIN", get("BORG_ELECTION_MARGIN"))?,
+            election_hold_ms: parse("BORG_ELECTION_HOLD_MS", get("BORG_ELECTION_HOLD_MS"))?,
         })
     }
 
@@ -131,6 +218,12 @@ impl Layer {
             discovery_interval_secs: over
                 .discovery_interval_secs
                 .or(self.discovery_interval_secs),
+            election_heartbeat_ms: over.election_heartbeat_ms.or(self.election_heartbeat_ms),
+            election_silence_timeout_ms: over
+                .election_silence_timeout_ms
+                .or(self.election_silence_timeout_ms),
+            election_margin: over.election_margin.or(self.election_margin),
+            election_hold_ms: over.election_hold_ms.or(self.election_hold_ms),
         }
     }
 }
@@ -144,8 +237,8 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Peers to dial at start and keep dialling.
     pub bootstrap: Vec<Multiaddr>,
-    /// Orgs to join at start.
-    pub orgs: Vec<OrgName>,
+    /// Orgs to join at start, with their parents.
+    pub orgs: Vec<OrgSpec>,
     /// LAN discovery with mDNS.
     pub mdns: bool,
     /// Log format.
@@ -160,6 +253,8 @@ pub struct Config {
     pub mdns_query_interval: Duration,
     /// Interval between DHT lookups of org members.
     pub discovery_interval: Duration,
+    /// Election tunables.
+    pub election: borg_proto::election::Config,
 }
 
 /// The listen addresses used when none are configured: every IPv4 interface, TCP and QUIC.
@@ -186,7 +281,7 @@ impl Config {
             .orgs
             .unwrap_or_default()
             .into_iter()
-            .map(|o| OrgName::new(&o).with_context(|| format!("invalid org {o:?}")))
+            .map(|o| o.parse::<OrgSpec>())
             .collect::<Result<Vec<_>>>()?;
         let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
         let config = Self {
@@ -196,12 +291,31 @@ impl Config {
             orgs,
             mdns: layer.mdns.unwrap_or(true),
             log_format: layer.log_format.unwrap_or_default(),
-            ping_interval: ms(layer.ping_interval_ms, 1_000),
-            ping_timeout: ms(layer.ping_timeout_ms, 2_000),
+            ping_interval: ms(layer.ping_interval_ms, DEFAULT_PING_INTERVAL_MS),
+            ping_timeout: ms(layer.ping_timeout_ms, DEFAULT_PING_TIMEOUT_MS),
             idle_timeout: Duration::from_secs(layer.idle_timeout_secs.unwrap_or(30)),
             mdns_query_interval: ms(layer.mdns_query_interval_ms, 1_000),
             discovery_interval: Duration::from_secs(layer.discovery_interval_secs.unwrap_or(30)),
+            election: {
+                let d = borg_proto::election::Config::default();
+                borg_proto::election::Config {
+                    heartbeat: layer
+                        .election_heartbeat_ms
+                        .map_or(d.heartbeat, Duration::from_millis),
+                    silence_timeout: layer
+                        .election_silence_timeout_ms
+                        .map_or(d.silence_timeout, Duration::from_millis),
+                    margin: layer.election_margin.unwrap_or(d.margin),
+                    hold: layer.election_hold_ms.map_or(d.hold, Duration::from_millis),
+                    ..d
+                }
+            },
         };
+        if config.election.heartbeat.is_zero()
+            || config.election.silence_timeout <= config.election.heartbeat
+        {
+            bail!("election_silence_timeout_ms must be longer than election_heartbeat_ms (> 0)");
+        }
         if config.ping_interval.is_zero() || config.ping_timeout.is_zero() {
             bail!("ping interval and timeout must be positive");
         }
@@ -227,6 +341,10 @@ impl Config {
             idle_timeout_secs: Some(self.idle_timeout.as_secs()),
             mdns_query_interval_ms: Some(self.mdns_query_interval.as_millis() as u64),
             discovery_interval_secs: Some(self.discovery_interval.as_secs()),
+            election_heartbeat_ms: Some(self.election.heartbeat.as_millis() as u64),
+            election_silence_timeout_ms: Some(self.election.silence_timeout.as_millis() as u64),
+            election_margin: Some(self.election.margin),
+            election_hold_ms: Some(self.election.hold.as_millis() as u64),
         };
         format!(
             "# data dir: {}\n{}",
@@ -281,7 +399,7 @@ mod tests {
         let c = Config::resolve("/d".into(), merged).unwrap();
         // orgs: env beats file
         assert_eq!(
-            c.orgs.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+            c.orgs.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
             ["env-a", "env-b"]
         );
         // mdns: flag beats env beats file
@@ -289,6 +407,19 @@ mod tests {
         // only in the file: kept
         assert_eq!(c.ping_interval, Duration::from_millis(111));
         assert_eq!(c.bootstrap.len(), 1);
+    }
+
+    #[test]
+    fn org_specs_carry_their_parents() {
+        let spec: OrgSpec = "street:district:city".parse().unwrap();
+        assert_eq!(spec.org.as_str(), "street");
+        assert_eq!(spec.parent().map(|p| p.as_str()), Some("district"));
+        let parent = spec.parent_spec().unwrap();
+        assert_eq!(parent.to_string(), "district:city");
+        assert_eq!(parent.parent_spec().unwrap().parent_spec(), None);
+        assert!("a:a".parse::<OrgSpec>().is_err());
+        assert!("a::b".parse::<OrgSpec>().is_err());
+        assert!("a/b".parse::<OrgSpec>().is_err());
     }
 
     #[test]

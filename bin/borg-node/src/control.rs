@@ -21,11 +21,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
-    sync::{Semaphore, broadcast::error::RecvError},
+    net::{
+        UnixListener, UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{
+        Semaphore,
+        broadcast::{self, error::RecvError},
+    },
 };
 
-use crate::node::NodeHandle;
+use crate::{api::Delivered, config::OrgSpec, node::NodeHandle};
 
 /// File name of the control socket inside the data dir.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -47,9 +53,11 @@ pub enum Request {
     Status,
     /// The connected peers.
     Peers,
-    /// Join an org.
+    /// The joined orgs and their elections.
+    Orgs,
+    /// Join an org: `org` or `org:parent:grandparent...`.
     Join {
-        /// The org.
+        /// The org spec.
         org: String,
     },
     /// Leave an org.
@@ -63,7 +71,12 @@ pub enum Request {
         org: String,
         /// The text.
         text: String,
+        /// Ask the org's rep to relay it to the parent org.
+        #[serde(default)]
+        up: bool,
     },
+    /// Stream election events (rep changes, members joining and leaving).
+    Events,
     /// Stream the messages delivered in one org, or in all orgs.
     Subscribe {
         /// The org; `None` for all.
@@ -165,59 +178,73 @@ async fn serve_client(stream: UnixStream, node: NodeHandle) -> Result<()> {
             return Ok(());
         }
     };
-    if let Request::Subscribe { org } = request {
-        let org = match org.as_deref().map(parse_org).transpose() {
-            Ok(org) => org,
-            Err(e) => return write_line(&mut write, &json!({ "error": e })).await,
-        };
-        // Subscribe before answering, so nothing delivered after the answer is missed.
-        let mut rx = node.subscribe();
-        write_line(&mut write, &json!({ "ok": null })).await?;
-        let mut scratch = [0u8; 64];
-        loop {
-            let received = tokio::select! {
-                received = rx.recv() => received,
-                // The client sends nothing more; EOF or an error means it hung up.
-                read = reader.read(&mut scratch) => match read {
-                    Ok(0) | Err(_) => return Ok(()),
-                    Ok(_) => continue,
-                },
+    match request {
+        Request::Events => {
+            let rx = node.events();
+            write_line(&mut write, &json!({ "ok": null })).await?;
+            stream_to_client(rx, &mut reader, &mut write, |_| true).await
+        }
+        Request::Subscribe { org } => {
+            let org = match org.as_deref().map(parse_org).transpose() {
+                Ok(org) => org,
+                Err(e) => return write_line(&mut write, &json!({ "error": e })).await,
             };
-            match received {
-                Ok(msg) => {
-                    if org.as_ref().is_none_or(|o| o.as_str() == msg.org) {
-                        write_line(&mut write, &serde_json::to_value(&*msg)?).await?;
-                    }
-                }
-                Err(RecvError::Lagged(n)) => {
-                    write_line(&mut write, &json!({ "lagged": n })).await?;
-                }
-                Err(RecvError::Closed) => return Ok(()),
-            }
+            // Subscribe before answering, so nothing delivered after the answer is missed.
+            let rx = node.subscribe();
+            write_line(&mut write, &json!({ "ok": null })).await?;
+            stream_to_client(rx, &mut reader, &mut write, |msg: &Delivered| {
+                org.as_ref().is_none_or(|o| o.as_str() == msg.org)
+            })
+            .await
+        }
+        request => {
+            let value = match handle(request, &node).await {
+                Ok(v) => json!({ "ok": v }),
+                Err(e) => json!({ "error": e }),
+            };
+            write_line(&mut write, &value).await
         }
     }
-    let answer = handle(request, &node).await;
-    let value = match answer {
-        Ok(v) => json!({ "ok": v }),
-        Err(e) => json!({ "error": e }),
-    };
-    write_line(&mut write, &value).await
+}
+
+/// Writes every item of `rx` that passes `keep` to the client, until the client hangs up or the
+/// node stops. A client that falls behind gets `{"lagged": n}`.
+async fn stream_to_client<T: Serialize>(
+    mut rx: broadcast::Receiver<Arc<T>>,
+    reader: &mut BufReader<OwnedReadHalf>,
+    write: &mut OwnedWriteHalf,
+    keep: impl Fn(&T) -> bool,
+) -> Result<()> {
+    let mut scratch = [0u8; 64];
+    loop {
+        let received = tokio::select! {
+            received = rx.recv() => received,
+            // The client sends nothing more; EOF or an error means it hung up.
+            read = reader.read(&mut scratch) => match read {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => continue,
+            },
+        };
+        match received {
+            Ok(item) if keep(&item) => write_line(write, &serde_json::to_value(&*item)?).await?,
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => write_line(write, &json!({ "lagged": n })).await?,
+            Err(RecvError::Closed) => return Ok(()),
+        }
+    }
 }
 
 async fn handle(request: Request, node: &NodeHandle) -> Result<Value, String> {
-    let to_value = |v: Result<Value, serde_json::Error>| v.map_err(|e| e.to_string());
+    fn value<T: Serialize>(v: Result<T, crate::node::NodeError>) -> Result<Value, String> {
+        serde_json::to_value(v.map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    }
     match request {
-        Request::Status => to_value(serde_json::to_value(
-            node.status().await.map_err(|e| e.to_string())?,
-        )),
-        Request::Peers => to_value(serde_json::to_value(
-            node.peers().await.map_err(|e| e.to_string())?,
-        )),
+        Request::Status => value(node.status().await),
+        Request::Peers => value(node.peers().await),
+        Request::Orgs => value(node.orgs().await),
         Request::Join { org } => {
-            let changed = node
-                .join(parse_org(&org)?)
-                .await
-                .map_err(|e| e.to_string())?;
+            let spec: OrgSpec = org.parse().map_err(|e: anyhow::Error| format!("{e:#}"))?;
+            let changed = node.join(spec).await.map_err(|e| e.to_string())?;
             Ok(json!({ "org": org, "changed": changed }))
         }
         Request::Leave { org } => {
@@ -227,22 +254,16 @@ async fn handle(request: Request, node: &NodeHandle) -> Result<Value, String> {
                 .map_err(|e| e.to_string())?;
             Ok(json!({ "org": org, "changed": changed }))
         }
-        Request::Send { org, text } => {
-            let sent = node
-                .send(parse_org(&org)?, text)
-                .await
-                .map_err(|e| e.to_string())?;
-            to_value(serde_json::to_value(sent))
-        }
-        Request::Subscribe { .. } => Err("subscribe is a stream".into()),
+        Request::Send { org, text, up } => value(node.send(parse_org(&org)?, text, up).await),
+        Request::Subscribe { .. } | Request::Events => Err("that request is a stream".into()),
     }
 }
 
 /// An open control connection. The write half is held, not used, after the request: closing
 /// it would tell a streaming server that the client hung up.
 struct Connection {
-    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
-    _write: tokio::net::unix::OwnedWriteHalf,
+    reader: BufReader<OwnedReadHalf>,
+    _write: OwnedWriteHalf,
 }
 
 /// A connection from the CLI to the daemon of one data dir.

@@ -7,9 +7,12 @@
 //!   the last relay hop;
 //! - gossipsub's signed source is the envelope's publisher (the author, or the last relayer),
 //!   so nobody can inject a message under someone else's name or relay claim;
-//! - its id has not been delivered before.
+//! - its id has not been delivered in this org before.
 
-use std::collections::{HashSet, VecDeque};
+use std::{
+    collections::{HashSet, VecDeque},
+    hash::Hash,
+};
 
 use borg_proto::{Envelope, MessageId, OrgName};
 use libp2p::gossipsub;
@@ -18,20 +21,37 @@ use libp2p::gossipsub;
 /// is over a minute, longer than gossipsub's own duplicate window.
 const SEEN_CAPACITY: usize = 65_536;
 
-/// Remembers the most recent message ids, forgetting the oldest beyond a fixed capacity.
-#[derive(Debug, Default)]
-pub struct SeenIds {
-    set: HashSet<MessageId>,
-    order: VecDeque<MessageId>,
+/// Remembers the most recent keys, forgetting the oldest beyond a fixed capacity.
+#[derive(Debug)]
+pub struct Seen<K> {
+    set: HashSet<K>,
+    order: VecDeque<K>,
 }
 
-impl SeenIds {
-    /// Records `id`; `false` if it was already recorded.
-    pub fn insert(&mut self, id: MessageId) -> bool {
-        if !self.set.insert(id) {
+impl<K> Default for Seen<K> {
+    fn default() -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+/// Message ids seen per org: a message may rightly appear once in each org it is relayed to.
+pub type SeenIds = Seen<(OrgName, MessageId)>;
+
+impl<K: Hash + Eq + Clone> Seen<K> {
+    /// Whether `key` is recorded.
+    pub fn contains(&self, key: &K) -> bool {
+        self.set.contains(key)
+    }
+
+    /// Records `key`; `false` if it was already recorded.
+    pub fn insert(&mut self, key: K) -> bool {
+        if !self.set.insert(key.clone()) {
             return false;
         }
-        self.order.push_back(id);
+        self.order.push_back(key);
         if self.order.len() > SEEN_CAPACITY {
             if let Some(old) = self.order.pop_front() {
                 self.set.remove(&old);
@@ -82,7 +102,7 @@ pub fn check_message(
     if message.source != Some(envelope.publisher()) {
         return Verdict::Invalid("gossipsub source is not the envelope's publisher".into());
     }
-    if seen.insert(envelope.id()) {
+    if seen.insert((topic_org, envelope.id())) {
         Verdict::Deliver(Box::new(envelope))
     } else {
         Verdict::Duplicate
@@ -167,16 +187,26 @@ mod tests {
 
     #[test]
     fn seen_ids_forget_the_oldest() {
-        let mut seen = SeenIds::default();
+        let mut seen = Seen::default();
         for i in 0..(SEEN_CAPACITY as u32 + 1) {
-            let mut id = [0u8; 16];
-            id[..4].copy_from_slice(&i.to_be_bytes());
-            assert!(seen.insert(MessageId(id)));
+            assert!(seen.insert(i));
         }
         assert_eq!(seen.set.len(), SEEN_CAPACITY);
-        assert!(
-            seen.insert(MessageId([0u8; 16])),
-            "the oldest id was forgotten"
-        );
+        assert!(seen.insert(0), "the oldest was forgotten");
+        assert!(!seen.insert(SEEN_CAPACITY as u32));
+    }
+
+    #[test]
+    fn same_message_in_another_org_is_new() {
+        let key = Keypair::generate_ed25519();
+        let mut seen = SeenIds::default();
+        let msg = message(&key, "a", "a");
+        assert!(matches!(
+            check_message(&msg, |_| true, &mut seen),
+            Verdict::Deliver(_)
+        ));
+        let env = Envelope::decode(&msg.data).unwrap();
+        assert!(seen.contains(&(OrgName::new("a").unwrap(), env.id())));
+        assert!(!seen.contains(&(OrgName::new("b").unwrap(), env.id())));
     }
 }

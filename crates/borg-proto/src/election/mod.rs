@@ -15,8 +15,9 @@
 //! - a member's *score* is the number of members it is directly connected to;
 //! - every member announces `(score, term, rep)` every heartbeat and at once on change; the rep
 //!   also announces the line of succession (the other members, best first);
-//! - a higher term is adopted; two reps claimed for the same term are resolved by the peer id
-//!   order into the next term;
+//! - views are *ballots* `(term, rep)`, ordered by term, then by the lower peer id; every
+//!   member moves to the greatest ballot it hears (a max-register), so two reps claimed for
+//!   one term resolve to the lower peer id without inflating the term;
 //! - when the rep is lost, every member promotes the first live member of the last announced
 //!   line of succession, at `term + 1`, with no further message: succession is known in advance;
 //! - the rep hands over to a member whose score beats its own by `margin` for `hold`.
@@ -38,12 +39,16 @@ pub use wire::{
 /// Tunables of the election. All members of an org should use the same values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Interval between a member's periodic announcements.
+    /// Interval between a member's periodic announcements in a small org.
     pub heartbeat: Duration,
+    /// Added to the heartbeat interval for every known member, so that the whole org's
+    /// announcement rate stays bounded (about one per `heartbeat_per_member`) as it grows.
+    pub heartbeat_per_member: Duration,
     /// A member that is not directly connected and has not been heard for this long is
-    /// presumed dead (and so is a rep one cannot reach).
+    /// presumed dead (and so is a rep one cannot reach). Never less than four heartbeats.
     pub silence_timeout: Duration,
-    /// A member not connected and not heard for this long is removed from the table.
+    /// A member not connected and not heard for this long is removed from the table. Never less
+    /// than eight heartbeats.
     pub member_timeout: Duration,
     /// How long a new member listens for an existing rep before electing one itself.
     pub join_grace: Duration,
@@ -59,6 +64,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             heartbeat: Duration::from_millis(300),
+            heartbeat_per_member: Duration::from_millis(20),
             silence_timeout: Duration::from_millis(1_500),
             member_timeout: Duration::from_secs(10),
             join_grace: Duration::from_millis(1_000),
@@ -127,6 +133,10 @@ pub struct Announcement<P> {
     pub rep: Option<P>,
     /// Why that rep got there.
     pub reason: Reason,
+    /// Whether the sender reaches that rep itself: it is the rep, is connected to it, or heard
+    /// it within the silence timeout. Members that do not reach the rep trust such members
+    /// rather than failing over on their own.
+    pub rep_reachable: bool,
     /// When the sender is the rep: the line of succession, best first. Otherwise empty.
     pub succession: Vec<P>,
 }
@@ -163,9 +173,11 @@ pub enum Output<P> {
 }
 
 #[derive(Debug, Clone)]
-struct Member {
+struct Member<P> {
     score: u32,
     last_heard: Instant,
+    /// The ballot this member last said it reaches the rep of.
+    vouches_for: Option<(u64, P)>,
     incarnation: u64,
     seq: u64,
     lost: Option<(Instant, Loss)>,
@@ -182,7 +194,7 @@ pub struct Election<P> {
     rep: Option<P>,
     reason: Reason,
     succession: Vec<P>,
-    members: BTreeMap<P, Member>,
+    members: BTreeMap<P, Member<P>>,
     connected: BTreeSet<P>,
     joined_at: Instant,
     /// When the current rep was adopted: a rep never heard from directly is presumed alive
@@ -216,6 +228,18 @@ impl<P: Ord + Clone + Debug> Election<P> {
             challenger: None,
             outputs: VecDeque::new(),
         }
+    }
+
+    /// The current heartbeat interval: longer in larger orgs.
+    pub fn heartbeat(&self) -> Duration {
+        self.config
+            .heartbeat
+            .max(self.config.heartbeat_per_member * self.members.len() as u32)
+    }
+
+    /// The current silence timeout: at least four heartbeats.
+    fn silence_timeout(&self) -> Duration {
+        self.config.silence_timeout.max(self.heartbeat() * 4)
     }
 
     /// The current term (0 before any rep is known).
@@ -287,7 +311,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     .members
                     .get(rep)
                     .map_or(self.rep_adopted_at, |m| m.last_heard);
-                next = next.min(heard + self.config.silence_timeout);
+                next = next.min(heard + self.silence_timeout());
             }
         }
         if let Some((_, since)) = &self.challenger {
@@ -333,6 +357,11 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 m.seq = ann.seq;
                 m.score = ann.score;
                 m.last_heard = now;
+                m.vouches_for = ann
+                    .rep
+                    .clone()
+                    .filter(|_| ann.rep_reachable)
+                    .map(|r| (ann.term, r));
             }
             None => {
                 if ann.kind == AnnouncementKind::Leaving {
@@ -343,6 +372,11 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     Member {
                         score: ann.score,
                         last_heard: now,
+                        vouches_for: ann
+                            .rep
+                            .clone()
+                            .filter(|_| ann.rep_reachable)
+                            .map(|r| (ann.term, r)),
                         incarnation: ann.incarnation,
                         seq: ann.seq,
                         lost: None,
@@ -376,20 +410,16 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     }
                 }
                 self.adopt(ann.term, their_rep, ann.reason, now);
-            } else if ann.term == self.term && self.rep.as_ref() != Some(&their_rep) {
-                // Two reps for one term: only possible when two groups elected apart. Choose
-                // by the peer id order alone, which every member sees the same way.
-                let winner = match self.rep.clone() {
-                    Some(mine) if self.presumed_alive(&mine, now) => {
-                        if self.presumed_alive(&their_rep, now) {
-                            mine.min(their_rep)
-                        } else {
-                            mine
-                        }
-                    }
-                    _ => their_rep,
-                };
-                self.adopt(self.term + 1, winner, Reason::PartitionHeal, now);
+            } else if ann.term == self.term
+                && self.rep.as_ref().is_none_or(|mine| their_rep < *mine)
+                && self.presumed_alive(&their_rep, now)
+            {
+                // Two reps for one term: only possible when groups elected apart (a partition,
+                // or members that started together). Views are ordered as ballots, (term, then
+                // the lower peer id), and every member moves to the greatest ballot it hears:
+                // a max-register, so all converge without inflating the term. The holder of
+                // the lesser ballot adopts this one when it hears it.
+                self.adopt(self.term, their_rep, Reason::PartitionHeal, now);
             }
         }
         self.evaluate(now);
@@ -415,6 +445,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             term: self.term,
             rep: self.rep.clone(),
             reason: self.reason,
+            rep_reachable: self.reaches_rep(Instant::now()),
             succession: if self.am_rep() {
                 self.succession.clone()
             } else {
@@ -433,7 +464,45 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 return Some(false);
             }
         }
-        Some(now.saturating_duration_since(m.last_heard) < self.config.silence_timeout)
+        Some(now.saturating_duration_since(m.last_heard) < self.silence_timeout())
+    }
+
+    /// Whether this member reaches the rep itself (for `rep_reachable`).
+    fn reaches_rep(&self, now: Instant) -> bool {
+        self.rep
+            .as_ref()
+            .is_some_and(|rep| self.member_alive(rep, now) == Some(true))
+    }
+
+    /// Whether the current rep (not this member) is alive:
+    /// - a connection to it that closed since it was last heard: no, at once (a crash or a dead
+    ///   link; every member connected to it sees the same and fails over the same way);
+    /// - connected, or heard recently: yes;
+    /// - otherwise, yes while some member heard recently says it reaches this rep in this term,
+    ///   or (a rep never heard of) for a silence timeout after adopting it.
+    fn rep_alive(&self, rep: &P, now: Instant) -> bool {
+        if let Some(m) = self.members.get(rep) {
+            if let Some((lost_at, _)) = m.lost {
+                if m.last_heard <= lost_at && !self.connected.contains(rep) {
+                    return false;
+                }
+            }
+        }
+        match self.member_alive(rep, now) {
+            Some(true) => return true,
+            Some(false) => {}
+            None => {
+                if now.saturating_duration_since(self.rep_adopted_at) < self.silence_timeout() {
+                    return true;
+                }
+            }
+        }
+        let silence = self.silence_timeout();
+        self.members.iter().any(|(p, m)| {
+            p != rep
+                && m.vouches_for.as_ref() == Some(&(self.term, rep.clone()))
+                && now.saturating_duration_since(m.last_heard) < silence
+        })
     }
 
     /// Alive as far as this member can tell: connected, or heard recently and not lost since.
@@ -518,9 +587,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             }
             Some(rep) if rep == self.me => self.act_as_rep(now),
             Some(rep) => {
-                let rep_alive = self.member_alive(&rep, now).unwrap_or_else(|| {
-                    now.saturating_duration_since(self.rep_adopted_at) < self.config.silence_timeout
-                });
+                let rep_alive = self.rep_alive(&rep, now);
                 if !rep_alive {
                     let reason = match self.members.get(&rep).and_then(|m| m.lost) {
                         Some((_, Loss::Closed)) => Reason::Crash,
@@ -569,7 +636,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
     }
 
     fn expire_members(&mut self, now: Instant) {
-        let timeout = self.config.member_timeout;
+        let timeout = self.config.member_timeout.max(self.heartbeat() * 8);
         let expired: Vec<P> = self
             .members
             .iter()
@@ -587,7 +654,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
 
     fn announce(&mut self, now: Instant) {
         self.announce_now = false;
-        self.next_heartbeat = now + self.config.heartbeat;
+        self.next_heartbeat = now + self.heartbeat();
         self.seq += 1;
         let succession = if self.am_rep() {
             self.succession.clone()
@@ -602,6 +669,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             term: self.term,
             rep: self.rep.clone(),
             reason: self.reason,
+            rep_reachable: self.reaches_rep(now),
             succession,
         }));
     }

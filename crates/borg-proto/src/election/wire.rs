@@ -35,6 +35,7 @@ struct WireAnnouncement {
     term: u64,
     rep: Vec<u8>,
     reason: u8,
+    rep_reachable: u8,
     succession: Vec<Vec<u8>>,
 }
 
@@ -96,6 +97,7 @@ pub fn encode_announcement(ann: &Announcement<PeerId>) -> Vec<u8> {
         term: ann.term,
         rep: ann.rep.map(|p| p.to_bytes()).unwrap_or_default(),
         reason: reason_code(ann.reason),
+        rep_reachable: u8::from(ann.rep_reachable),
         succession: ann
             .succession
             .iter()
@@ -149,6 +151,11 @@ pub fn decode_announcement(bytes: &[u8]) -> Result<Announcement<PeerId>, Announc
         term: wire.term,
         rep,
         reason: reason_from(wire.reason).ok_or(AnnouncementDecodeError::Invalid("reason"))?,
+        rep_reachable: match wire.rep_reachable {
+            0 => false,
+            1 => true,
+            _ => return Err(AnnouncementDecodeError::Invalid("rep_reachable")),
+        },
         succession,
     })
 }
@@ -176,6 +183,7 @@ mod tests {
             term: 3,
             rep: Some(peer(1)),
             reason: Reason::Crash,
+            rep_reachable: true,
             succession: vec![peer(2)],
         }
     }
@@ -200,6 +208,7 @@ mod tests {
         expected.extend_from_slice(&(rep.len() as u64).to_be_bytes());
         expected.extend_from_slice(&rep);
         expected.push(2); // reason crash
+        expected.push(1); // rep reachable
         expected.extend_from_slice(&1u64.to_be_bytes());
         expected.extend_from_slice(&(next.len() as u64).to_be_bytes());
         expected.extend_from_slice(&next);

@@ -6,7 +6,10 @@
 //!   commands from handles (status, join, send, ...) and to a 250 ms tick that drives bootstrap
 //!   redials and DHT member lookups.
 //! - Received org messages are validated here (see [`crate::messages`]) and fanned out to
-//!   subscribers through a bounded broadcast channel.
+//!   subscribers through a bounded broadcast channel; org state, elections, tiers and relaying
+//!   live in [`orgs`].
+//! - Each org's election is a pure state machine; this loop feeds it connection changes and
+//!   announcements, and wakes it at its `poll_timeout`.
 //! - Shutdown (a handle's `shutdown` or every handle dropped) unsubscribes from every org, gives
 //!   the swarm a moment to send that, and ends the task.
 
@@ -18,12 +21,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use borg_proto::{Direction, Envelope, OrgName};
+use borg_proto::{OrgName, connections, election::Loss};
 use futures::StreamExt;
 use libp2p::{
-    Multiaddr, PeerId, Swarm,
-    gossipsub::{self, IdentTopic, MessageAcceptance, PublishError},
-    identify,
+    Multiaddr, PeerId, Swarm, identify,
     identity::Keypair,
     kad, mdns,
     multiaddr::Protocol,
@@ -36,14 +37,19 @@ use libp2p::{
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
-    api::{BootstrapStatus, Delivered, PeerInfo, Sent, Status},
+    api::{BootstrapStatus, Delivered, Event, OrgInfo, PeerInfo, Sent, Status},
     behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, TransportKind, build_swarm},
-    config::Config,
-    messages::{SeenIds, Verdict, check_message},
+    config::{Config, OrgSpec},
+    messages::SeenIds,
 };
 
-/// How often the event loop wakes up for its timers.
-const TICK: Duration = Duration::from_millis(250);
+mod orgs;
+
+use orgs::Org;
+
+/// How often the event loop wakes up for its timers. It bounds how late a dead link is noticed
+/// (see `check_liveness`), so it is short; each tick only scans small maps.
+const TICK: Duration = Duration::from_millis(100);
 
 /// First redial delay for a lost or unreachable bootstrap peer; doubles up to the maximum.
 const BOOTSTRAP_BACKOFF_START: Duration = Duration::from_secs(1);
@@ -56,12 +62,29 @@ const BOOTSTRAP_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// in seconds, long later so that a quiet org costs almost nothing.
 const DISCOVERY_BACKOFF_START: Duration = Duration::from_secs(1);
 
+/// Member lookups triggered by new peers are at least this far apart.
+const DISCOVERY_MIN_GAP: Duration = Duration::from_secs(2);
+
+/// Memberships are re-announced in the DHT this often (provider records live 10 minutes), and
+/// at once after joining an org or linking to a bootstrap peer.
+const PROVIDE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// First redial delay for an org member whose connection was lost; doubles up to the maximum.
+/// Short, so that two sides of a healed partition find each other again within seconds.
+const REDIAL_BACKOFF_START: Duration = Duration::from_secs(1);
+
+/// Longest redial delay for a lost org member.
+const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// A lost member is redialled for this long, then left to discovery.
+const REDIAL_GIVE_UP: Duration = Duration::from_secs(10 * 60);
+
 /// How long the swarm keeps running after leaving the orgs at shutdown, so the
 /// unsubscriptions reach the peers. Bounded so that shutdown stays under a second.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
 
-/// Messages buffered per subscriber; a subscriber that falls further behind is told how many
-/// it missed rather than slowing the node down.
+/// Messages (and events) buffered per subscriber; a subscriber that falls further behind is
+/// told how many it missed rather than slowing the node down.
 const SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Commands queued from handles before senders wait.
@@ -82,6 +105,9 @@ pub enum NodeError {
     /// Gossipsub refused to publish.
     #[error("publish failed: {0}")]
     Publish(String),
+    /// `--up` from an org without a parent.
+    #[error("org {0} has no parent org to send up to")]
+    NoParent(OrgName),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
@@ -90,9 +116,15 @@ pub enum NodeError {
 enum Command {
     Status(oneshot::Sender<Status>),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
-    Join(OrgName, oneshot::Sender<bool>),
+    Orgs(oneshot::Sender<Vec<OrgInfo>>),
+    Join(OrgSpec, oneshot::Sender<bool>),
     Leave(OrgName, oneshot::Sender<bool>),
-    Send(OrgName, String, oneshot::Sender<Result<Sent, NodeError>>),
+    Send(
+        OrgName,
+        String,
+        bool,
+        oneshot::Sender<Result<Sent, NodeError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -102,6 +134,8 @@ pub struct NodeHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     delivered: broadcast::Sender<Arc<Delivered>>,
+    events: broadcast::Sender<Arc<Event>>,
+    task: Arc<tokio::task::AbortHandle>,
 }
 
 impl NodeHandle {
@@ -132,9 +166,14 @@ impl NodeHandle {
         self.ask(Command::Peers).await
     }
 
-    /// Joins `org`; `false` if already a member.
-    pub async fn join(&self, org: OrgName) -> Result<bool, NodeError> {
-        self.ask(|tx| Command::Join(org, tx)).await
+    /// The joined orgs with their elections.
+    pub async fn orgs(&self) -> Result<Vec<OrgInfo>, NodeError> {
+        self.ask(Command::Orgs).await
+    }
+
+    /// Joins an org (with its parents); `false` if already a member by choice.
+    pub async fn join(&self, spec: OrgSpec) -> Result<bool, NodeError> {
+        self.ask(|tx| Command::Join(spec, tx)).await
     }
 
     /// Leaves `org`; `false` if not a member.
@@ -142,9 +181,9 @@ impl NodeHandle {
         self.ask(|tx| Command::Leave(org, tx)).await
     }
 
-    /// Sends `text` to `org`.
-    pub async fn send(&self, org: OrgName, text: String) -> Result<Sent, NodeError> {
-        self.ask(|tx| Command::Send(org, text, tx)).await?
+    /// Sends `text` to `org`; with `up`, asks the org's rep to relay it to the parent org.
+    pub async fn send(&self, org: OrgName, text: String, up: bool) -> Result<Sent, NodeError> {
+        self.ask(|tx| Command::Send(org, text, up, tx)).await?
     }
 
     /// Receives every message delivered from now on.
@@ -152,9 +191,26 @@ impl NodeHandle {
         self.delivered.subscribe()
     }
 
+    /// Receives every election event from now on.
+    pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Stops the node at once, as a crash would: no goodbye, its connections just close.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
     /// Leaves all orgs and stops the node; returns once it has stopped.
     pub async fn shutdown(&self) {
         let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+async fn sleep_until_std(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -173,6 +229,13 @@ enum BootstrapState {
 }
 
 #[derive(Debug)]
+struct Redial {
+    next: Instant,
+    backoff: Duration,
+    since: Instant,
+}
+
+#[derive(Debug)]
 struct Bootstrap {
     /// As configured, for status and logs.
     configured: Multiaddr,
@@ -181,13 +244,6 @@ struct Bootstrap {
     peer: Option<PeerId>,
     state: BootstrapState,
     backoff: Duration,
-}
-
-struct Org {
-    name: OrgName,
-    message_topic: IdentTopic,
-    /// Peers subscribed to this org's message topic, as gossipsub reports them.
-    members: BTreeSet<PeerId>,
 }
 
 struct Node {
@@ -199,10 +255,23 @@ struct Node {
     listen_addrs: BTreeSet<Multiaddr>,
     /// Remote address of each connection, to judge which advertised addresses are usable.
     connection_addrs: HashMap<ConnectionId, Multiaddr>,
+    /// (org, message id) pairs delivered or relayed, so nothing is delivered or relayed twice.
     seen: SeenIds,
     delivered: broadcast::Sender<Arc<Delivered>>,
+    events: broadcast::Sender<Arc<Event>>,
+    /// Peers whose connection was closed because they stopped answering pings.
+    unresponsive: BTreeSet<PeerId>,
+    /// When each connection last answered a ping (or was established).
+    last_pong: HashMap<ConnectionId, (PeerId, Instant)>,
+    /// Addresses each peer listens on (identify, mDNS), kept here because kad forgets an
+    /// address after one failed dial, which is exactly when a partitioned member is needed.
+    known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Org members whose connection was lost, and when to redial them.
+    lost_members: HashMap<PeerId, Redial>,
     next_discovery: Instant,
     discovery_backoff: Duration,
+    last_discovery: Option<Instant>,
+    last_provide: Option<Instant>,
     shutdown_reply: Option<oneshot::Sender<()>>,
 }
 
@@ -240,6 +309,21 @@ fn strip_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
         }
     }
     (stripped, peer)
+}
+
+/// Keeps only the TCP addresses when there are any.
+///
+/// Why: when a peer's process dies, its kernel closes its TCP connections at once, so the loss
+/// (of a rep, say) is seen within a round trip; a QUIC connection to it would linger until a
+/// ping or idle timeout. Dialling one transport also avoids duplicate TCP + QUIC connections.
+/// QUIC is used for peers that listen on QUIC only.
+fn prefer_tcp(addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+    if addrs.iter().any(is_tcp) {
+        addrs.into_iter().filter(is_tcp).collect()
+    } else {
+        addrs
+    }
 }
 
 fn is_loopback(addr: &Multiaddr) -> bool {
@@ -306,6 +390,7 @@ pub async fn start(
 
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (delivered, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+    let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
     let now = Instant::now();
     let bootstraps = config
         .bootstrap
@@ -330,21 +415,30 @@ pub async fn start(
         connection_addrs: HashMap::new(),
         seen: SeenIds::default(),
         delivered: delivered.clone(),
+        events: events.clone(),
+        unresponsive: BTreeSet::new(),
+        last_pong: HashMap::new(),
+        known_addrs: HashMap::new(),
+        lost_members: HashMap::new(),
         next_discovery: now,
         discovery_backoff: DISCOVERY_BACKOFF_START,
+        last_discovery: None,
+        last_provide: None,
         shutdown_reply: None,
         config,
     };
-    for org in node.config.orgs.clone() {
-        node.join(org);
+    for spec in node.config.orgs.clone() {
+        node.join(spec, true);
     }
-    let handle = NodeHandle {
+    node.drain_elections();
+    let task = tokio::spawn(node.run(commands_rx));
+    Ok(NodeHandle {
         peer_id: keypair.public().to_peer_id(),
         commands: commands_tx,
         delivered,
-    };
-    tokio::spawn(node.run(commands_rx));
-    Ok(handle)
+        events,
+        task: Arc::new(task.abort_handle()),
+    })
 }
 
 impl Node {
@@ -352,6 +446,8 @@ impl Node {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The elections' next deadline, re-armed after every event: one timer for all orgs.
+            let election_deadline = self.next_election_deadline();
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
@@ -359,7 +455,9 @@ impl Node {
                     None => break,
                 },
                 _ = tick.tick() => self.on_tick(Instant::now()),
+                _ = sleep_until_std(election_deadline) => self.on_election_timeout(Instant::now()),
             }
+            self.drain_elections();
             if self.shutdown_reply.is_some() {
                 break;
             }
@@ -372,6 +470,7 @@ impl Node {
         for org in orgs {
             self.leave(&org);
         }
+        self.drain_elections();
         let flush = tokio::time::sleep(SHUTDOWN_FLUSH);
         tokio::pin!(flush);
         loop {
@@ -390,87 +489,60 @@ impl Node {
         *self.swarm.local_peer_id()
     }
 
-    fn join(&mut self, org: OrgName) -> bool {
-        if self.orgs.contains_key(&org) {
-            return false;
-        }
-        let message_topic = IdentTopic::new(org.message_topic());
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&message_topic)
-        {
-            tracing::warn!(%org, error = %e, "cannot subscribe to org topic");
-            return false;
-        }
-        tracing::info!(%org, "joined org");
-        self.orgs.insert(
-            org.clone(),
-            Org {
-                name: org,
-                message_topic,
-                members: BTreeSet::new(),
-            },
-        );
-        self.discover_soon();
-        true
-    }
-
-    fn leave(&mut self, org: &OrgName) -> bool {
-        let Some(state) = self.orgs.remove(org) else {
-            return false;
-        };
-        let behaviour = self.swarm.behaviour_mut();
-        behaviour.gossipsub.unsubscribe(&state.message_topic);
-        behaviour
-            .kad
-            .stop_providing(&kad::RecordKey::new(&org.dht_key()));
-        for peer in state.members {
-            self.refresh_keep_alive(peer);
-        }
-        tracing::info!(%org, "left org");
-        true
-    }
-
-    /// Keeps the connection to `peer` open while it shares at least one org with us.
-    fn refresh_keep_alive(&mut self, peer: PeerId) {
-        let shared = self.orgs.values().any(|o| o.members.contains(&peer));
-        self.swarm
-            .behaviour_mut()
-            .connections
-            .set_keep_alive(peer, shared);
-    }
-
-    /// Brings the next DHT member lookup forward and restarts its backoff.
+    /// Brings the next DHT member lookup forward and restarts its backoff; lookups stay at
+    /// least `DISCOVERY_MIN_GAP` apart, so a burst of new peers (dozens of nodes starting
+    /// together) costs a few lookups, not one per peer.
     fn discover_soon(&mut self) {
         self.discovery_backoff = DISCOVERY_BACKOFF_START;
-        let soon = Instant::now() + Duration::from_millis(200);
+        let now = Instant::now();
+        let mut soon = now + Duration::from_millis(200);
+        if let Some(last) = self.last_discovery {
+            soon = soon.max(last + DISCOVERY_MIN_GAP);
+        }
         if soon < self.next_discovery {
             self.next_discovery = soon;
         }
     }
 
     fn on_tick(&mut self, now: Instant) {
+        self.check_liveness(now);
         self.drive_bootstraps(now);
+        self.ensure_rep_connections();
+        self.redial_lost_members(now);
         if now >= self.next_discovery {
-            self.discover_members();
+            self.discover_members(now);
             self.next_discovery = now + self.discovery_backoff;
             self.discovery_backoff =
                 (self.discovery_backoff * 2).min(self.config.discovery_interval);
         }
     }
 
-    /// Announces our memberships in the DHT and looks up the other members of each org.
-    fn discover_members(&mut self) {
+    /// Looks up the other members of each org in the DHT, and announces our own memberships
+    /// when they are due (joining, a new bootstrap link, or `PROVIDE_INTERVAL` since the last).
+    fn discover_members(&mut self, now: Instant) {
+        self.last_discovery = Some(now);
+        let provide = self
+            .last_provide
+            .is_none_or(|last| now.saturating_duration_since(last) >= PROVIDE_INTERVAL);
+        if provide {
+            self.last_provide = Some(now);
+        }
         let kad = &mut self.swarm.behaviour_mut().kad;
         for org in self.orgs.keys() {
             let key = kad::RecordKey::new(&org.dht_key());
-            if let Err(e) = kad.start_providing(key.clone()) {
-                tracing::warn!(%org, error = %e, "cannot announce org membership");
+            if provide {
+                if let Err(e) = kad.start_providing(key.clone()) {
+                    tracing::warn!(%org, error = %e, "cannot announce org membership");
+                }
             }
             kad.get_providers(key);
         }
+    }
+
+    /// Makes the next lookup round announce our memberships too.
+    fn provide_soon(&mut self) {
+        self.last_provide = None;
+        self.discover_soon();
     }
 
     fn drive_bootstraps(&mut self, now: Instant) {
@@ -521,6 +593,51 @@ impl Node {
         }
     }
 
+    /// Closes every connection that has not answered a ping for `ping_interval + ping_timeout`.
+    ///
+    /// Why not rely on ping's failure events: libp2p-ping keeps the first failure silent, then
+    /// opens a new stream whose negotiation only times out after 10 s, so a dead link (no FIN)
+    /// would be reported after about 11 s. The rep's silent loss must be repaired in ~1 s.
+    fn check_liveness(&mut self, now: Instant) {
+        let limit = self.config.ping_interval + self.config.ping_timeout;
+        let dead: Vec<(ConnectionId, PeerId)> = self
+            .last_pong
+            .iter()
+            .filter(|(_, (_, last))| now.saturating_duration_since(*last) > limit)
+            .map(|(c, (p, _))| (*c, *p))
+            .collect();
+        for (connection, peer) in dead {
+            tracing::info!(%peer, silent_ms = limit.as_millis() as u64, "no pong; closing connection");
+            self.last_pong.remove(&connection);
+            self.unresponsive.insert(peer);
+            self.swarm.close_connection(connection);
+        }
+    }
+
+    fn redial_lost_members(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .lost_members
+            .iter()
+            .filter(|(_, r)| r.next <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let still_member = self.orgs.values().any(|o| o.has_member(&peer));
+            let Some(redial) = self.lost_members.get_mut(&peer) else {
+                continue;
+            };
+            if !still_member || now.duration_since(redial.since) > REDIAL_GIVE_UP {
+                self.lost_members.remove(&peer);
+                self.known_addrs.remove(&peer);
+                continue;
+            }
+            redial.next = now + redial.backoff;
+            redial.backoff = (redial.backoff * 2).min(REDIAL_BACKOFF_MAX);
+            let addrs = self.known_addrs.get(&peer).cloned().unwrap_or_default();
+            self.dial_peer(peer, addrs);
+        }
+    }
+
     fn bootstrap_failed(&mut self, i: usize, now: Instant, error: &str) {
         let b = &mut self.bootstraps[i];
         tracing::warn!(
@@ -542,14 +659,17 @@ impl Node {
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers());
             }
-            Command::Join(org, reply) => {
-                let _ = reply.send(self.join(org));
+            Command::Orgs(reply) => {
+                let _ = reply.send(self.org_infos());
+            }
+            Command::Join(spec, reply) => {
+                let _ = reply.send(self.join(spec, true));
             }
             Command::Leave(org, reply) => {
                 let _ = reply.send(self.leave(&org));
             }
-            Command::Send(org, text, reply) => {
-                let _ = reply.send(self.send(org, text));
+            Command::Send(org, text, up, reply) => {
+                let _ = reply.send(self.send(org, text, up));
             }
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
@@ -600,45 +720,12 @@ impl Node {
                     orgs: self
                         .orgs
                         .values()
-                        .filter(|o| o.members.contains(peer))
-                        .map(|o| o.name.to_string())
+                        .filter(|o| o.has_member(peer))
+                        .map(|o| o.name().to_string())
                         .collect(),
                 }
             })
             .collect()
-    }
-
-    fn send(&mut self, org: OrgName, text: String) -> Result<Sent, NodeError> {
-        let Some(state) = self.orgs.get(&org) else {
-            return Err(NodeError::NotMember(org));
-        };
-        let envelope = Envelope::new_text(
-            &self.keypair,
-            org.clone(),
-            unix_ms(),
-            rand::random(),
-            text,
-            Direction::Down,
-        )?;
-        let id = envelope.id();
-        let topic = state.message_topic.clone();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(topic, envelope.encode())
-        {
-            Ok(_) => {
-                self.seen.insert(id);
-                tracing::debug!(%org, %id, "sent message");
-                Ok(Sent {
-                    id: id.to_string(),
-                    org: org.to_string(),
-                })
-            }
-            Err(PublishError::NoPeersSubscribedToTopic) => Err(NodeError::NoPeers(org)),
-            Err(e) => Err(NodeError::Publish(e.to_string())),
-        }
     }
 
     fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
@@ -678,13 +765,21 @@ impl Node {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connection established");
                 self.connection_addrs
                     .insert(connection_id, endpoint.get_remote_address().clone());
+                self.last_pong
+                    .insert(connection_id, (peer_id, Instant::now()));
+                let mut reached_bootstrap = false;
                 for b in &mut self.bootstraps {
                     if matches!(b.state, BootstrapState::Dialing(id) if id == connection_id) {
                         tracing::info!(addr = %b.configured, peer = %peer_id, "connected to bootstrap peer");
                         b.peer = Some(peer_id);
                         b.state = BootstrapState::Connected;
                         b.backoff = BOOTSTRAP_BACKOFF_START;
+                        reached_bootstrap = true;
                     }
+                }
+                if reached_bootstrap {
+                    // A new network segment: announce ourselves where its nodes will look.
+                    self.provide_soon();
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -695,6 +790,7 @@ impl Node {
                 ..
             } => {
                 self.connection_addrs.remove(&connection_id);
+                self.last_pong.remove(&connection_id);
                 if num_established == 0 {
                     tracing::debug!(peer = %peer_id, cause = ?cause, "disconnected");
                     let now = Instant::now();
@@ -732,6 +828,8 @@ impl Node {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 for (peer, addrs) in by_peer {
+                    let addrs = prefer_tcp(addrs);
+                    self.known_addrs.insert(peer, addrs.clone());
                     tracing::debug!(%peer, "discovered on the LAN");
                     for addr in &addrs {
                         self.swarm
@@ -753,11 +851,19 @@ impl Node {
                         .connection_addrs
                         .get(&connection_id)
                         .is_some_and(is_loopback);
-                    for addr in info.listen_addrs {
-                        if via_loopback || !is_loopback(&addr) {
-                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                        }
+                    let usable = info
+                        .listen_addrs
+                        .into_iter()
+                        .filter(|addr| via_loopback || !is_loopback(addr))
+                        .collect();
+                    let usable = prefer_tcp(usable);
+                    for addr in &usable {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
                     }
+                    self.known_addrs.insert(peer_id, usable);
                 }
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
@@ -777,6 +883,23 @@ impl Node {
             }
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(event),
             BehaviourEvent::Ping(ping::Event {
+                connection,
+                result: Ok(_),
+                ..
+            }) => {
+                if let Some((_, last)) = self.last_pong.get_mut(&connection) {
+                    *last = Instant::now();
+                }
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(ping::Failure::Unsupported),
+            }) => {
+                tracing::debug!(%peer, "peer does not answer pings; liveness not checked");
+                self.last_pong.remove(&connection);
+            }
+            BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
                 result: Err(error),
@@ -784,81 +907,44 @@ impl Node {
                 // Ping failures no longer close connections by themselves; a dead link would
                 // otherwise look alive until TCP gives up minutes later.
                 tracing::info!(%peer, %error, "ping failed; closing connection");
+                self.unresponsive.insert(peer);
                 self.swarm.close_connection(connection);
             }
-            BehaviourEvent::Connections(event) => tracing::debug!(?event, "peer connectivity"),
-            _ => {}
-        }
-    }
-
-    fn on_gossipsub_event(&mut self, event: gossipsub::Event) {
-        match event {
-            gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            } => {
-                let verdict =
-                    check_message(&message, |org| self.orgs.contains_key(org), &mut self.seen);
-                let acceptance = match &verdict {
-                    Verdict::Deliver(_) | Verdict::Duplicate => MessageAcceptance::Accept,
-                    Verdict::NotJoined => MessageAcceptance::Ignore,
-                    Verdict::Invalid(reason) => {
-                        tracing::info!(peer = %propagation_source, %reason, "rejected invalid org message");
-                        MessageAcceptance::Reject
-                    }
+            BehaviourEvent::Connections(connections::Event::PeerConnected(peer)) => {
+                tracing::debug!(%peer, "peer connected");
+                self.lost_members.remove(&peer);
+                let now = Instant::now();
+                for org in self.orgs.values_mut() {
+                    org.election.handle_connected(peer, now);
+                }
+            }
+            BehaviourEvent::Connections(connections::Event::PeerDisconnected(peer)) => {
+                let loss = if self.unresponsive.remove(&peer) {
+                    Loss::Unresponsive
+                } else {
+                    Loss::Closed
                 };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                if let Verdict::Deliver(envelope) = verdict {
-                    self.deliver(&envelope, &message.topic);
+                tracing::debug!(%peer, ?loss, "peer disconnected");
+                let now = Instant::now();
+                let mut member = false;
+                for org in self.orgs.values_mut() {
+                    member |= org.has_member(&peer);
+                    org.election.handle_disconnected(peer, loss, now);
                 }
-            }
-            gossipsub::Event::Subscribed { peer_id, topic } => {
-                if let Some(org) = OrgName::from_message_topic(topic.as_str()) {
-                    if let Some(state) = self.orgs.get_mut(&org) {
-                        if state.members.insert(peer_id) {
-                            tracing::debug!(%org, peer = %peer_id, "member joined");
-                        }
-                        self.refresh_keep_alive(peer_id);
-                    }
-                }
-            }
-            gossipsub::Event::Unsubscribed { peer_id, topic } => {
-                if let Some(org) = OrgName::from_message_topic(topic.as_str()) {
-                    if let Some(state) = self.orgs.get_mut(&org) {
-                        if state.members.remove(&peer_id) {
-                            tracing::debug!(%org, peer = %peer_id, "member left");
-                        }
-                        self.refresh_keep_alive(peer_id);
-                    }
+                if member {
+                    self.lost_members.insert(
+                        peer,
+                        Redial {
+                            next: now + REDIAL_BACKOFF_START,
+                            backoff: REDIAL_BACKOFF_START,
+                            since: now,
+                        },
+                    );
+                } else {
+                    self.known_addrs.remove(&peer);
                 }
             }
             _ => {}
         }
-    }
-
-    fn deliver(&mut self, envelope: &Envelope, topic: &gossipsub::TopicHash) {
-        let org = OrgName::from_message_topic(topic.as_str())
-            .map_or_else(|| envelope.org().to_string(), |o| o.to_string());
-        let delivered = Delivered {
-            org,
-            from: envelope.author().to_string(),
-            id: envelope.id().to_string(),
-            text: envelope.text().unwrap_or_default().to_owned(),
-            sent_at_ms: envelope.sent_at_ms(),
-            received_at_ms: unix_ms(),
-            origin_org: envelope.org().to_string(),
-            path: envelope
-                .path()
-                .iter()
-                .map(|hop| format!("{}:{}", hop.org, hop.relayer))
-                .collect(),
-        };
-        tracing::debug!(org = %delivered.org, id = %delivered.id, "message received");
-        // No subscriber is not an error: the message was still accepted and forwarded.
-        let _ = self.delivered.send(Arc::new(delivered));
     }
 }

@@ -1,0 +1,583 @@
+//! Orgs inside the node: membership, elections, tiers and relaying.
+//!
+//! - Joining an org subscribes to its message and control topics, starts its election and
+//!   announces the membership in the DHT. Leaving publishes a goodbye (a rep's goodbye hands
+//!   over at once) and unsubscribes.
+//! - Election outputs are drained after every event: announcements go to the control topic,
+//!   rep changes are logged, streamed as events, and drive tiers: the rep of an org with a
+//!   parent joins the parent (an *auto-joined* org) and leaves it when it stops being rep.
+//! - Relaying: a message delivered in an org is republished by this node into every child org
+//!   it represents (down), and, when it was sent `--up` in an org this node represents, into
+//!   that org's parent. An org already on the message's path is never relayed into, and each
+//!   (org, message id) is delivered or relayed at most once, so nothing loops or duplicates,
+//!   even while two nodes both believe they are rep.
+
+use std::{collections::BTreeSet, sync::Arc, time::Instant};
+
+use borg_proto::{
+    Direction, Envelope, OrgName,
+    election::{Election, Output, decode_announcement, encode_announcement},
+};
+use libp2p::{
+    PeerId,
+    gossipsub::{self, IdentTopic, MessageAcceptance, PublishError},
+};
+
+use super::{Node, NodeError, unix_ms};
+use crate::{
+    api::{Delivered, Event, MemberInfo, OrgInfo, Sent},
+    config::OrgSpec,
+    messages::{Verdict, check_message},
+};
+
+/// One joined org.
+pub(super) struct Org {
+    spec: OrgSpec,
+    /// Joined by the user (config or `join`), not only as the rep of a child org.
+    explicit: bool,
+    /// Child orgs this node represents, which keep it in this org.
+    via_children: BTreeSet<OrgName>,
+    message_topic: IdentTopic,
+    control_topic: IdentTopic,
+    /// Peers subscribed to the message topic, as gossipsub reports them.
+    subscribers: BTreeSet<PeerId>,
+    pub(super) election: Election<PeerId>,
+    rep_since_ms: u64,
+}
+
+impl Org {
+    pub(super) fn name(&self) -> &OrgName {
+        &self.spec.org
+    }
+
+    /// Whether `peer` is a member: announced in the election or subscribed to the messages.
+    pub(super) fn has_member(&self, peer: &PeerId) -> bool {
+        self.subscribers.contains(peer) || self.election.is_member(peer)
+    }
+}
+
+/// Converts an `Instant` in the past to Unix ms, using the current time of both clocks.
+fn instant_to_unix_ms(at: Instant, now: Instant, now_ms: u64) -> u64 {
+    now_ms.saturating_sub(now.saturating_duration_since(at).as_millis() as u64)
+}
+
+impl Node {
+    /// Joins the org of `spec`. `explicit` marks a join the user asked for; an automatic join
+    /// (as rep of a child) does not make the org explicit. Returns whether anything changed.
+    pub(super) fn join(&mut self, spec: OrgSpec, explicit: bool) -> bool {
+        if let Some(org) = self.orgs.get_mut(&spec.org) {
+            let mut changed = false;
+            if explicit && !org.explicit {
+                org.explicit = true;
+                changed = true;
+            }
+            if !spec.parents.is_empty() && org.spec.parents != spec.parents {
+                org.spec.parents = spec.parents.clone();
+                changed = true;
+            }
+            return changed;
+        }
+        let name = spec.org.clone();
+        let message_topic = IdentTopic::new(name.message_topic());
+        let control_topic = IdentTopic::new(name.control_topic());
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        for topic in [&message_topic, &control_topic] {
+            if let Err(e) = gossipsub.subscribe(topic) {
+                tracing::warn!(org = %name, error = %e, "cannot subscribe to org topic");
+                return false;
+            }
+        }
+        let now = Instant::now();
+        let mut election = Election::new(
+            self.local_peer_id(),
+            self.config.election.clone(),
+            rand::random(),
+            now,
+        );
+        for peer in self.swarm.behaviour().connections.connected_peers() {
+            election.handle_connected(*peer, now);
+        }
+        tracing::info!(org = %name, parent = ?spec.parent().map(ToString::to_string), auto = !explicit, "joined org");
+        self.orgs.insert(
+            name,
+            Org {
+                spec,
+                explicit,
+                via_children: BTreeSet::new(),
+                message_topic,
+                control_topic,
+                subscribers: BTreeSet::new(),
+                election,
+                rep_since_ms: 0,
+            },
+        );
+        self.provide_soon();
+        true
+    }
+
+    /// Leaves `org`, handing over first if this node is its rep. Returns whether it was joined.
+    pub(super) fn leave(&mut self, org: &OrgName) -> bool {
+        let Some(mut state) = self.orgs.remove(org) else {
+            return false;
+        };
+        let goodbye = encode_announcement(&state.election.leave());
+        let behaviour = self.swarm.behaviour_mut();
+        if let Err(e) = behaviour
+            .gossipsub
+            .publish(state.control_topic.clone(), goodbye)
+        {
+            tracing::debug!(%org, error = %e, "goodbye not published");
+        }
+        behaviour.gossipsub.unsubscribe(&state.message_topic);
+        behaviour.gossipsub.unsubscribe(&state.control_topic);
+        behaviour
+            .kad
+            .stop_providing(&libp2p::kad::RecordKey::new(&org.dht_key()));
+        let peers: Vec<PeerId> = state
+            .subscribers
+            .iter()
+            .copied()
+            .chain(state.election.members().map(|(p, _, _)| *p))
+            .collect();
+        for peer in peers {
+            self.refresh_keep_alive(peer);
+        }
+        tracing::info!(%org, "left org");
+        // This node no longer represents `org` in its parent.
+        if let Some(parent) = state.spec.parent().cloned() {
+            self.release_parent(&parent, org);
+        }
+        // Auto-joined children of ours are unaffected; nothing else refers to `org`.
+        state.via_children.clear();
+        true
+    }
+
+    fn release_parent(&mut self, parent: &OrgName, child: &OrgName) {
+        let Some(p) = self.orgs.get_mut(parent) else {
+            return;
+        };
+        p.via_children.remove(child);
+        if !p.explicit && p.via_children.is_empty() {
+            tracing::info!(org = %parent, child = %child, "no longer rep of a child org; leaving the parent");
+            self.leave(parent);
+        }
+    }
+
+    /// Keeps the connection to `peer` open while it shares at least one org with us.
+    pub(super) fn refresh_keep_alive(&mut self, peer: PeerId) {
+        let shared = self.orgs.values().any(|o| o.has_member(&peer));
+        self.swarm
+            .behaviour_mut()
+            .connections
+            .set_keep_alive(peer, shared);
+    }
+
+    /// The earliest election deadline over all orgs.
+    pub(super) fn next_election_deadline(&self) -> Option<Instant> {
+        self.orgs.values().map(|o| o.election.poll_timeout()).min()
+    }
+
+    pub(super) fn on_election_timeout(&mut self, now: Instant) {
+        for org in self.orgs.values_mut() {
+            if org.election.poll_timeout() <= now {
+                org.election.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Dials the rep of every org whose rep is not connected: every member keeps a direct
+    /// connection to its rep.
+    pub(super) fn ensure_rep_connections(&mut self) {
+        let me = self.local_peer_id();
+        let reps: Vec<PeerId> = self
+            .orgs
+            .values()
+            .filter_map(|o| o.election.rep().copied())
+            .filter(|r| *r != me)
+            .collect();
+        for rep in reps {
+            self.dial_peer(rep, Vec::new());
+        }
+    }
+
+    /// Takes every election's outputs and acts on them, until none is left (acting may join
+    /// or leave orgs, whose elections produce outputs of their own).
+    pub(super) fn drain_elections(&mut self) {
+        loop {
+            let mut outputs = Vec::new();
+            for (name, org) in self.orgs.iter_mut() {
+                while let Some(out) = org.election.poll_output() {
+                    outputs.push((name.clone(), out));
+                }
+            }
+            if outputs.is_empty() {
+                return;
+            }
+            for (org, out) in outputs {
+                self.on_election_output(&org, out);
+            }
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    fn on_election_output(&mut self, name: &OrgName, out: Output<PeerId>) {
+        let Some(org) = self.orgs.get_mut(name) else {
+            return;
+        };
+        match out {
+            Output::Announce(ann) => {
+                let topic = org.control_topic.clone();
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic, encode_announcement(&ann))
+                {
+                    Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
+                    Err(e) => {
+                        tracing::debug!(org = %name, error = %e, "announcement not published")
+                    }
+                }
+            }
+            Output::RepChanged {
+                rep,
+                term,
+                previous,
+                reason,
+            } => {
+                let at_ms = unix_ms();
+                org.rep_since_ms = at_ms;
+                tracing::info!(
+                    org = %name,
+                    %rep,
+                    term,
+                    previous = ?previous.map(|p| p.to_string()),
+                    reason = reason.as_str(),
+                    "representative changed"
+                );
+                self.emit(Event::RepChanged {
+                    org: name.to_string(),
+                    rep: rep.to_string(),
+                    term,
+                    previous: previous.map(|p| p.to_string()),
+                    reason: reason.as_str().to_owned(),
+                    at_ms,
+                });
+                if rep != self.local_peer_id() {
+                    self.dial_peer(rep, Vec::new());
+                    self.swarm
+                        .behaviour_mut()
+                        .connections
+                        .set_keep_alive(rep, true);
+                }
+                self.update_tier(name);
+            }
+            Output::MemberJoined(peer) => {
+                tracing::debug!(org = %name, %peer, "member joined");
+                self.emit(Event::MemberJoined {
+                    org: name.to_string(),
+                    peer_id: peer.to_string(),
+                    at_ms: unix_ms(),
+                });
+                self.refresh_keep_alive(peer);
+                self.dial_peer(peer, Vec::new());
+            }
+            Output::MemberLeft(peer) => {
+                tracing::debug!(org = %name, %peer, "member left");
+                self.emit(Event::MemberLeft {
+                    org: name.to_string(),
+                    peer_id: peer.to_string(),
+                    at_ms: unix_ms(),
+                });
+                self.refresh_keep_alive(peer);
+            }
+        }
+    }
+
+    /// Joins or leaves the parent of `child` according to whether this node is `child`'s rep.
+    fn update_tier(&mut self, child: &OrgName) {
+        let Some(org) = self.orgs.get(child) else {
+            return;
+        };
+        let Some(parent_spec) = org.spec.parent_spec() else {
+            return;
+        };
+        let parent = parent_spec.org.clone();
+        if org.election.am_rep() {
+            if !self.orgs.contains_key(&parent) {
+                tracing::info!(org = %parent, child = %child, "rep of a child org; joining the parent");
+                self.join(parent_spec, false);
+            }
+            if let Some(p) = self.orgs.get_mut(&parent) {
+                p.via_children.insert(child.clone());
+            }
+        } else {
+            self.release_parent(&parent, child);
+        }
+    }
+
+    pub(super) fn send(&mut self, org: OrgName, text: String, up: bool) -> Result<Sent, NodeError> {
+        let Some(state) = self.orgs.get(&org) else {
+            return Err(NodeError::NotMember(org));
+        };
+        if up && state.spec.parent().is_none() {
+            return Err(NodeError::NoParent(org));
+        }
+        let envelope = Envelope::new_text(
+            &self.keypair,
+            org.clone(),
+            unix_ms(),
+            rand::random(),
+            text,
+            if up { Direction::Up } else { Direction::Down },
+        )?;
+        let id = envelope.id();
+        let topic = state.message_topic.clone();
+        let published = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, envelope.encode());
+        // Our own relays (as rep of this org's children, or of this org for --up) go out even
+        // when no other member of this org is connected.
+        self.seen.insert((org.clone(), id));
+        let relayed = self.relay(&envelope, &org);
+        match published {
+            Ok(_) => {}
+            Err(PublishError::NoPeersSubscribedToTopic) if relayed > 0 => {}
+            Err(PublishError::NoPeersSubscribedToTopic) => return Err(NodeError::NoPeers(org)),
+            Err(e) => return Err(NodeError::Publish(e.to_string())),
+        }
+        tracing::debug!(%org, %id, up, "sent message");
+        Ok(Sent {
+            id: id.to_string(),
+            org: org.to_string(),
+        })
+    }
+
+    /// Republishes `envelope`, delivered in `org`, into the orgs this node relays it to.
+    /// Returns how many copies it published.
+    fn relay(&mut self, envelope: &Envelope, org: &OrgName) -> usize {
+        let me = self.local_peer_id();
+        let visited: BTreeSet<&OrgName> = envelope
+            .path()
+            .iter()
+            .map(|hop| &hop.org)
+            .chain(std::iter::once(envelope.org()))
+            .chain(std::iter::once(org))
+            .collect();
+        let mut targets: Vec<OrgName> = self
+            .orgs
+            .values()
+            .filter(|o| o.spec.parent() == Some(org) && o.election.am_rep())
+            .map(|o| o.name().clone())
+            .filter(|c| !visited.contains(c))
+            .collect();
+        if envelope.direction() == Direction::Up && envelope.path().is_empty() {
+            if let Some(state) = self.orgs.get(org) {
+                if let Some(parent) = state.spec.parent() {
+                    if state.election.am_rep()
+                        && self.orgs.contains_key(parent)
+                        && !visited.contains(parent)
+                    {
+                        targets.push(parent.clone());
+                    }
+                }
+            }
+        }
+        let mut published = 0;
+        for target in targets {
+            if !self.seen.insert((target.clone(), envelope.id())) {
+                continue; // delivered or relayed there already
+            }
+            let copy = match envelope.relayed(target.clone(), me, Direction::Down) {
+                Ok(copy) => copy,
+                Err(e) => {
+                    tracing::debug!(org = %target, error = %e, "not relayed");
+                    continue;
+                }
+            };
+            let Some(state) = self.orgs.get(&target) else {
+                continue;
+            };
+            let topic = state.message_topic.clone();
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic, copy.encode())
+            {
+                Ok(_) => {
+                    published += 1;
+                    tracing::debug!(from = %org, to = %target, id = %envelope.id(), "relayed message");
+                }
+                Err(e) => tracing::debug!(org = %target, error = %e, "relay not published"),
+            }
+            // This node is a member of `target` too: it receives the message there as well.
+            self.publish_delivery(&copy, &target);
+        }
+        published
+    }
+
+    pub(super) fn on_gossipsub_event(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                if let Some(org) = OrgName::from_control_topic(message.topic.as_str()) {
+                    self.on_announcement(org, propagation_source, &message_id, message);
+                    return;
+                }
+                let verdict =
+                    check_message(&message, |org| self.orgs.contains_key(org), &mut self.seen);
+                let acceptance = match &verdict {
+                    Verdict::Deliver(_) | Verdict::Duplicate => MessageAcceptance::Accept,
+                    Verdict::NotJoined => MessageAcceptance::Ignore,
+                    Verdict::Invalid(reason) => {
+                        tracing::info!(peer = %propagation_source, %reason, "rejected invalid org message");
+                        MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if let Verdict::Deliver(envelope) = verdict {
+                    if let Some(org) = OrgName::from_message_topic(message.topic.as_str()) {
+                        self.publish_delivery(&envelope, &org);
+                        self.relay(&envelope, &org);
+                    }
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                if let Some(org) = OrgName::from_message_topic(topic.as_str()) {
+                    if let Some(state) = self.orgs.get_mut(&org) {
+                        state.subscribers.insert(peer_id);
+                        self.refresh_keep_alive(peer_id);
+                    }
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                if let Some(org) = OrgName::from_message_topic(topic.as_str()) {
+                    if let Some(state) = self.orgs.get_mut(&org) {
+                        state.subscribers.remove(&peer_id);
+                        self.refresh_keep_alive(peer_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_announcement(
+        &mut self,
+        org: OrgName,
+        propagation_source: PeerId,
+        message_id: &gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        let decoded = message
+            .source
+            .ok_or_else(|| "unsigned announcement".to_owned())
+            .and_then(|source| {
+                decode_announcement(&message.data)
+                    .map(|ann| (source, ann))
+                    .map_err(|e| e.to_string())
+            });
+        let acceptance = match (&decoded, self.orgs.contains_key(&org)) {
+            (Err(reason), _) => {
+                tracing::info!(peer = %propagation_source, %reason, "rejected invalid announcement");
+                MessageAcceptance::Reject
+            }
+            (Ok(_), false) => MessageAcceptance::Ignore,
+            (Ok(_), true) => MessageAcceptance::Accept,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(message_id, &propagation_source, acceptance);
+        if let (Ok((source, ann)), Some(state)) = (decoded, self.orgs.get_mut(&org)) {
+            state
+                .election
+                .handle_announcement(source, ann, Instant::now());
+        }
+    }
+
+    fn publish_delivery(&mut self, envelope: &Envelope, org: &OrgName) {
+        let delivered = Delivered {
+            org: org.to_string(),
+            from: envelope.author().to_string(),
+            id: envelope.id().to_string(),
+            text: envelope.text().unwrap_or_default().to_owned(),
+            sent_at_ms: envelope.sent_at_ms(),
+            received_at_ms: unix_ms(),
+            origin_org: envelope.org().to_string(),
+            path: envelope
+                .path()
+                .iter()
+                .map(|hop| format!("{}:{}", hop.org, hop.relayer))
+                .collect(),
+        };
+        tracing::debug!(org = %delivered.org, id = %delivered.id, "message received");
+        // No subscriber is not an error: the message was still accepted and forwarded.
+        let _ = self.delivered.send(Arc::new(delivered));
+    }
+
+    pub(super) fn org_infos(&self) -> Vec<OrgInfo> {
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        let me = self.local_peer_id();
+        self.orgs
+            .values()
+            .map(|o| {
+                let e = &o.election;
+                let mut members: Vec<MemberInfo> = e
+                    .members()
+                    .map(|(peer, score, heard)| MemberInfo {
+                        peer_id: peer.to_string(),
+                        score,
+                        last_seen_ms: instant_to_unix_ms(heard, now, now_ms),
+                    })
+                    .collect();
+                members.push(MemberInfo {
+                    peer_id: me.to_string(),
+                    score: e.score(),
+                    last_seen_ms: now_ms,
+                });
+                OrgInfo {
+                    org: o.name().to_string(),
+                    parent: o.spec.parent().map(ToString::to_string),
+                    rep: e.rep().map(ToString::to_string),
+                    term: e.term(),
+                    rep_since_ms: o.rep_since_ms,
+                    reason: e.reason().as_str().to_owned(),
+                    am_rep: e.am_rep(),
+                    succession: e.succession().iter().map(ToString::to_string).collect(),
+                    members,
+                    score: e.score(),
+                    auto_joined: !o.explicit,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn instants_convert_to_unix_ms() {
+        let now = Instant::now();
+        let earlier = now - Duration::from_millis(1_500);
+        assert_eq!(instant_to_unix_ms(earlier, now, 10_000), 8_500);
+        assert_eq!(instant_to_unix_ms(now, now, 10_000), 10_000);
+    }
+}
