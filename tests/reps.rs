@@ -323,3 +323,20 @@ fn reps_two_children_and_a_parent() {
         &new_city_rep[new_city_rep.len() - 8..]
     );
 }
+
+/// Handover: SIGTERM on the rep hands over to the announced successor at once.
+#[test]
+fn reps_sigterm_on_the_rep_hands_over() {
+    if !lab_available() {
+        return;
+    }
+    let (mut lab, nodes, rep) = org_of(4, "lab");
+    let successor = succession(&lab, nodes[0], "lab")[1].clone();
+    let left_at = unix_ms();
+    let took = lab.terminate(rep);
+    let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep).collect();
+    await_successor(&lab, &survivors, "lab", &successor, left_at, "reps handover (SIGTERM)");
+    eprintln!("reps handover: the old rep exited {took:?} after SIGTERM");
+    let orgs = lab.orgs(survivors[0]).expect("orgs");
+    assert_eq!(orgs[0]["reason"], "handover");
+}
