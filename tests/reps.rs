@@ -335,7 +335,14 @@ fn reps_sigterm_on_the_rep_hands_over() {
     let left_at = unix_ms();
     let took = lab.terminate(rep);
     let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep).collect();
-    await_successor(&lab, &survivors, "lab", &successor, left_at, "reps handover (SIGTERM)");
+    await_successor(
+        &lab,
+        &survivors,
+        "lab",
+        &successor,
+        left_at,
+        "reps handover (SIGTERM)",
+    );
     eprintln!("reps handover: the old rep exited {took:?} after SIGTERM");
     let orgs = lab.orgs(survivors[0]).expect("orgs");
     assert_eq!(orgs[0]["reason"], "handover");

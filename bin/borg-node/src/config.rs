@@ -426,7 +426,10 @@ mod tests {
     fn the_example_config_is_valid() {
         let text = include_str!("../../../deploy/config.example.toml");
         let c = Config::resolve("/d".into(), Layer::from_toml(text).unwrap()).unwrap();
-        assert_eq!(c.ping_interval, Duration::from_millis(DEFAULT_PING_INTERVAL_MS));
+        assert_eq!(
+            c.ping_interval,
+            Duration::from_millis(DEFAULT_PING_INTERVAL_MS)
+        );
         assert_eq!(c.election.hold, Duration::from_millis(5_000));
     }
 
