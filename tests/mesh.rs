@@ -194,3 +194,114 @@ async fn fifty_nodes_elect_one_rep_and_survive_its_loss() {
         n.shutdown().await;
     }
 }
+
+/// 10 nodes, 4 of them storing: a put from a node that does not store is fetched by another;
+/// non-storing nodes hold nothing; after two holders die, re-replication keeps the value
+/// available even when the last original holder dies too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_replicates_across_opted_in_nodes_and_survives_holders_dying() {
+    use borg_node::config::Layer;
+
+    use crate::util::memory_node_with;
+
+    let storing = |on: bool| Layer {
+        store: Some(on),
+        store_replication_interval_secs: Some(2),
+        ..Layer::default()
+    };
+    let first = memory_node_with(&["data"], &[], storing(true)).await;
+    let seed = first.status().await.unwrap().dial_addrs[0].clone();
+    let mut nodes = vec![first];
+    for i in 1..10 {
+        nodes.push(memory_node_with(&["data"], std::slice::from_ref(&seed), storing(i < 4)).await);
+    }
+    eventually(Duration::from_secs(90), "all 10 connected", || {
+        let nodes = nodes.clone();
+        async move {
+            for n in &nodes {
+                if n.status().await.ok()?.peers.len() < 9 {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+
+    let writer = &nodes[7];
+    let put = eventually(
+        Duration::from_secs(60),
+        "put acknowledged by a quorum",
+        || async {
+            match writer.put("minutes".into(), b"meeting at 7".to_vec()).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("put: {e}");
+                    None
+                }
+            }
+        },
+    )
+    .await;
+    assert!(put.replicas >= 2, "{put:?}");
+    let got = nodes[5]
+        .get(writer.peer_id(), "minutes".into())
+        .await
+        .unwrap();
+    assert_eq!(got.data, b"meeting at 7");
+    for n in &nodes[4..] {
+        assert_eq!(
+            n.status().await.unwrap().storage.records,
+            0,
+            "non-storing nodes hold nothing"
+        );
+    }
+
+    // Which storing nodes hold it now.
+    let holders = |nodes: Vec<borg_node::node::NodeHandle>| async move {
+        let mut holders = Vec::new();
+        for (i, n) in nodes.iter().enumerate().take(4) {
+            if n.status()
+                .await
+                .map(|s| s.storage.records > 0)
+                .unwrap_or(false)
+            {
+                holders.push(i);
+            }
+        }
+        holders
+    };
+    let before = holders(nodes.clone()).await;
+    assert!(before.len() >= 2, "{before:?}");
+    // Kill all holders but one; the survivor re-replicates to the remaining storing nodes.
+    for &i in &before[..before.len() - 1] {
+        nodes[i].abort();
+    }
+    let survivor = before[before.len() - 1];
+    let spare: Vec<usize> = (0..4).filter(|i| !before.contains(i)).collect();
+    if !spare.is_empty() {
+        let spare_nodes: Vec<_> = spare.iter().map(|&i| nodes[i].clone()).collect();
+        eventually(
+            Duration::from_secs(60),
+            "re-replicated to a spare storing node",
+            || {
+                let spare_nodes = spare_nodes.clone();
+                async move {
+                    for n in &spare_nodes {
+                        if n.status().await.ok()?.storage.records > 0 {
+                            return Some(());
+                        }
+                    }
+                    None
+                }
+            },
+        )
+        .await;
+        nodes[survivor].abort();
+    }
+    let got = eventually(Duration::from_secs(60), "value still readable", || async {
+        nodes[9].get(writer.peer_id(), "minutes".into()).await.ok()
+    })
+    .await;
+    assert_eq!(got.data, b"meeting at 7");
+}

@@ -9,6 +9,23 @@ use borg_node::{
 };
 use libp2p::identity::Keypair;
 
+/// A fresh data dir under the test process's temporary directory (removed when the process
+/// ends, see `TEMP`).
+fn extra_data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = TEMP
+        .path()
+        .join(format!("node-{}", NEXT.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir_all(&dir).expect("data dir");
+    dir
+}
+
+/// One temporary directory for the whole test binary; the OS cleans /tmp, and each run uses a
+/// new one, so stores of different runs never mix.
+static TEMP: std::sync::LazyLock<tempfile::TempDir> =
+    std::sync::LazyLock::new(|| tempfile::tempdir().expect("temp dir"));
+
 /// Polls `check` every 250 ms until it returns `Some`, or panics with `what` after `limit`.
 /// (Not faster: with 50 nodes in one process, the polling itself is load.)
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
@@ -30,7 +47,13 @@ where
 
 /// Starts an in-process node on the memory transport.
 pub async fn memory_node(orgs: &[&str], bootstrap: &[String]) -> NodeHandle {
-    let layer = Layer {
+    memory_node_with(orgs, bootstrap, Layer::default()).await
+}
+
+/// Starts an in-process node on the memory transport with extra settings (`extra` wins).
+pub async fn memory_node_with(orgs: &[&str], bootstrap: &[String], extra: Layer) -> NodeHandle {
+    let data_dir = extra_data_dir();
+    let base = Layer {
         listen: Some(vec!["/memory/0".into()]),
         bootstrap: Some(bootstrap.to_vec()),
         orgs: Some(orgs.iter().map(|s| s.to_string()).collect()),
@@ -42,7 +65,7 @@ pub async fn memory_node(orgs: &[&str], bootstrap: &[String]) -> NodeHandle {
         election_silence_timeout_ms: Some(5_000),
         ..Layer::default()
     };
-    let config = Config::resolve("/nonexistent".into(), layer).expect("valid config");
+    let config = Config::resolve(data_dir, base.overridden_by(extra)).expect("valid config");
     tokio::time::timeout(
         Duration::from_secs(30),
         node::start(Keypair::generate_ed25519(), config, TransportKind::Memory),

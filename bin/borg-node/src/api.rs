@@ -24,6 +24,67 @@ pub struct Status {
     pub bootstrap: Vec<BootstrapStatus>,
     /// The borg-node version.
     pub version: String,
+    /// Whether this node stores org data (opted in).
+    pub store: bool,
+    /// Storage figures.
+    pub storage: StoreStatus,
+}
+
+/// What the store holds: `borg-node store` and `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Opted in.
+    pub store: bool,
+    /// Records held.
+    pub records: u64,
+    /// Messages logged.
+    pub messages: u64,
+    /// Bytes used.
+    pub bytes: u64,
+    /// The quota, bytes.
+    pub quota: u64,
+}
+
+/// The result of `borg-node put`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutResult {
+    /// The record key.
+    pub key: String,
+    /// The name given.
+    pub name: String,
+    /// Acknowledged copies (the fewest over the value's records), this node's included.
+    pub replicas: usize,
+    /// Copies required for success.
+    pub quorum: usize,
+    /// Chunks the value was split into (0: one record).
+    pub chunks: usize,
+    /// Value size.
+    pub bytes: usize,
+}
+
+/// The result of `borg-node get`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetResult {
+    /// The owner's peer id.
+    pub owner: String,
+    /// The name.
+    pub name: String,
+    /// The value.
+    #[serde(with = "hex_bytes")]
+    pub data: Vec<u8>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One configured bootstrap address.

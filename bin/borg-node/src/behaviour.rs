@@ -21,16 +21,35 @@ use libp2p::{
     identify,
     identity::Keypair,
     kad::{self, store::MemoryStore, store::MemoryStoreConfig},
-    mdns, noise, ping,
+    mdns, noise, ping, request_response,
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
     tcp, yamux,
 };
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use borg_store::KadStore;
+
+use crate::{
+    config::Config,
+    history::{HistoryRequest, HistoryResponse},
+};
 
 /// The Kademlia protocol name; private, so borg nodes form a DHT of their own.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/borg/kad/1.0.0");
+
+/// The Kademlia protocol of the store: a second DHT, in which only nodes that opted in to
+/// storing are servers. Keeping it apart from the discovery DHT lets every node help others
+/// find members while only opted-in nodes ever hold org data.
+pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/borg/store/1.0.0");
+
+/// The request-response protocol a member uses to fetch the messages it missed.
+pub const HISTORY_PROTOCOL: StreamProtocol = StreamProtocol::new("/borg/history/1.0.0");
+
+/// Largest history request: an org name and two numbers.
+const MAX_HISTORY_REQUEST_BYTES: u64 = 4 * 1024;
+
+/// Largest history response: a page of up to 256 envelopes of at most 20 KiB each.
+const MAX_HISTORY_RESPONSE_BYTES: u64 = 6 * 1024 * 1024;
 
 /// The identify protocol version string borg nodes announce.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/borg/1.0.0";
@@ -80,6 +99,10 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     /// Liveness.
     pub ping: ping::Behaviour,
+    /// The store DHT (records on opted-in nodes).
+    pub store_kad: kad::Behaviour<KadStore>,
+    /// Message catch-up.
+    pub history: request_response::cbor::Behaviour<HistoryRequest, HistoryResponse>,
     /// LAN discovery.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
@@ -121,7 +144,7 @@ fn gossipsub_config() -> Result<gossipsub::Config> {
         .context("invalid gossipsub config")
 }
 
-fn build_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
+fn build_behaviour(key: &Keypair, config: &Config, kad_store: KadStore) -> Result<Behaviour> {
     let peer_id = key.public().to_peer_id();
     let gossipsub = Gossipsub::new_with_subscription_filter(
         MessageAuthenticity::Signed(key.clone()),
@@ -159,6 +182,34 @@ fn build_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
             .with_agent_version(format!("borg-node/{}", env!("CARGO_PKG_VERSION")))
             .with_push_listen_addr_updates(true),
     );
+    let mut store_config = kad::Config::new(STORE_PROTOCOL);
+    store_config
+        .set_max_packet_size(MAX_KAD_PACKET_BYTES)
+        .set_query_timeout(Duration::from_secs(10))
+        .set_replication_factor(config.replication_factor)
+        // Org data does not expire by itself; it leaves a node by `store off --purge`.
+        .set_record_ttl(None)
+        .set_provider_record_ttl(None)
+        // Every holder re-puts what it holds to the nodes closest to each key this often
+        // (kad re-puts its own records only at "publication", hence the same interval for
+        // both), so data outlives the nodes that first stored it.
+        .set_replication_interval(Some(config.store_replication_interval))
+        .set_publication_interval(Some(config.store_replication_interval));
+    let accepting = kad_store.is_accepting();
+    let mut store_kad = kad::Behaviour::with_config(peer_id, kad_store, store_config);
+    store_kad.set_mode(Some(if accepting {
+        kad::Mode::Server
+    } else {
+        kad::Mode::Client
+    }));
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(MAX_HISTORY_REQUEST_BYTES)
+        .set_response_size_maximum(MAX_HISTORY_RESPONSE_BYTES);
+    let history = request_response::Behaviour::with_codec(
+        codec,
+        [(HISTORY_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+    );
     let ping = ping::Behaviour::new(
         ping::Config::new()
             .with_interval(config.ping_interval)
@@ -184,6 +235,8 @@ fn build_behaviour(key: &Keypair, config: &Config) -> Result<Behaviour> {
         kad,
         identify,
         ping,
+        store_kad,
+        history,
         mdns: mdns.into(),
     })
 }
@@ -193,6 +246,7 @@ pub fn build_swarm(
     key: Keypair,
     config: &Config,
     transport: TransportKind,
+    kad_store: KadStore,
 ) -> Result<Swarm<Behaviour>> {
     let idle = config.idle_timeout;
     let swarm = match transport {
@@ -205,7 +259,7 @@ pub fn build_swarm(
             )?
             .with_quic()
             .with_dns()?
-            .with_behaviour(|key| build_behaviour(key, config).map_err(Into::into))?
+            .with_behaviour(|key| build_behaviour(key, config, kad_store).map_err(Into::into))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
         TransportKind::Memory => SwarmBuilder::with_existing_identity(key)
@@ -216,7 +270,7 @@ pub fn build_swarm(
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default()))
             })?
-            .with_behaviour(|key| build_behaviour(key, config).map_err(Into::into))?
+            .with_behaviour(|key| build_behaviour(key, config, kad_store).map_err(Into::into))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
     };

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
 use crate::{
-    api::{Delivered, Event, OrgInfo, PeerInfo, Sent, Status},
+    api::{Delivered, Event, GetResult, OrgInfo, PeerInfo, PutResult, Sent, Status, StoreStatus},
     config::LogFormat,
     control::{Client, Request},
 };
@@ -86,6 +86,46 @@ pub enum Command {
         #[arg(long)]
         org: String,
     },
+    /// Opt in to (`on`) or out of (`off`) storing the orgs' data, at run time.
+    Store {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+        /// With `off`: also delete everything stored (compacted away from the disk).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Print an org's logged messages, oldest first (this node must be storing).
+    History {
+        /// The org.
+        #[arg(long)]
+        org: String,
+        /// Only messages sent at or after this Unix time, in ms.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Store a value under KEY (a name of this node's), replicated on storing nodes.
+    Put {
+        /// The name.
+        key: String,
+        /// The value (or use --file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Fetch a value: KEY is a name of this node's, or `<peer id>/<name>`.
+    Get {
+        /// The key.
+        key: String,
+        /// Write the value to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `borg-node run` options. Each overrides the config file and the environment.
@@ -113,6 +153,9 @@ pub struct RunArgs {
     /// Print the effective config and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Opt in to storing the orgs' data (messages and replicated records).
+    #[arg(long)]
+    pub store: bool,
 }
 
 /// The data dir from the flag or environment, else the platform default.
@@ -170,6 +213,14 @@ pub async fn run_client(command: Command, data_dir: &Path, json: bool) -> Result
             println!("orgs:      {}", status.orgs.join(", "));
             println!("peers:     {}", status.peers.len());
             println!("mdns:      {}", if status.mdns { "on" } else { "off" });
+            println!(
+                "store:     {} ({} records, {} messages, {} of {} bytes)",
+                if status.store { "on" } else { "off" },
+                status.storage.records,
+                status.storage.messages,
+                status.storage.bytes,
+                status.storage.quota
+            );
             println!("dial with:");
             for addr in &status.dial_addrs {
                 println!("  {addr}");
@@ -308,6 +359,78 @@ pub async fn run_client(command: Command, data_dir: &Path, json: bool) -> Result
                 .await?;
         }
         Command::Chat { org } => chat(client, org).await?,
+        Command::Store { setting, purge } => {
+            let v = client
+                .call(&Request::Store {
+                    on: setting == "on",
+                    purge,
+                })
+                .await?;
+            let status: StoreStatus = serde_json::from_value(v)?;
+            if json {
+                return print_json(&status);
+            }
+            println!(
+                "store {}: {} records, {} messages, {} of {} bytes",
+                if status.store { "on" } else { "off" },
+                status.records,
+                status.messages,
+                status.bytes,
+                status.quota
+            );
+        }
+        Command::History { org, since, limit } => {
+            let v = client
+                .call(&Request::History {
+                    org,
+                    since_ms: since,
+                    limit,
+                })
+                .await?;
+            let messages: Vec<Delivered> = serde_json::from_value(v)?;
+            for m in &messages {
+                print_message(m, json)?;
+            }
+        }
+        Command::Put { key, value, file } => {
+            let data = match (value, file) {
+                (_, Some(path)) => std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                (Some(v), None) => v.into_bytes(),
+                (None, None) => bail!("give a value or --file"),
+            };
+            let v = client
+                .call(&Request::Put {
+                    name: key,
+                    data_hex: hex::encode(&data),
+                })
+                .await?;
+            let put: PutResult = serde_json::from_value(v)?;
+            if json {
+                return print_json(&put);
+            }
+            println!(
+                "stored {} ({} bytes{}) on {} nodes",
+                put.key,
+                put.bytes,
+                if put.chunks > 0 {
+                    format!(", {} chunks", put.chunks)
+                } else {
+                    String::new()
+                },
+                put.replicas
+            );
+        }
+        Command::Get { key, out } => {
+            let v = client.call(&Request::Get { key }).await?;
+            let got: GetResult = serde_json::from_value(v)?;
+            match out {
+                Some(path) => std::fs::write(&path, &got.data)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None if json => print_json(&got)?,
+                None => std::io::stdout().write_all(&got.data)?,
+            }
+        }
     }
     Ok(())
 }

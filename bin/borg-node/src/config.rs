@@ -145,6 +145,15 @@ pub struct Layer {
     pub election_margin: Option<u32>,
     /// How long that lead must last before the handover, in ms.
     pub election_hold_ms: Option<u64>,
+    /// Opt in to storing the orgs' messages and replicated records.
+    pub store: Option<bool>,
+    /// The most the store may hold, in MiB.
+    pub store_quota_mb: Option<u64>,
+    /// On how many storing nodes a record is placed.
+    pub replication_factor: Option<usize>,
+    /// How often stored records are re-replicated to the nodes closest to their keys, in
+    /// seconds.
+    pub store_replication_interval_secs: Option<u64>,
 }
 
 impl Layer {
@@ -200,6 +209,13 @@ impl Layer {
             )?,
             election_margin: parse("BORG_ELECTION_MARGIN", get("BORG_ELECTION_MARGIN"))?,
             election_hold_ms: parse("BORG_ELECTION_HOLD_MS", get("BORG_ELECTION_HOLD_MS"))?,
+            store: parse("BORG_STORE", get("BORG_STORE"))?,
+            store_quota_mb: parse("BORG_STORE_QUOTA_MB", get("BORG_STORE_QUOTA_MB"))?,
+            replication_factor: parse("BORG_REPLICATION_FACTOR", get("BORG_REPLICATION_FACTOR"))?,
+            store_replication_interval_secs: parse(
+                "BORG_STORE_REPLICATION_INTERVAL_SECS",
+                get("BORG_STORE_REPLICATION_INTERVAL_SECS"),
+            )?,
         })
     }
 
@@ -224,6 +240,12 @@ impl Layer {
                 .or(self.election_silence_timeout_ms),
             election_margin: over.election_margin.or(self.election_margin),
             election_hold_ms: over.election_hold_ms.or(self.election_hold_ms),
+            store: over.store.or(self.store),
+            store_quota_mb: over.store_quota_mb.or(self.store_quota_mb),
+            replication_factor: over.replication_factor.or(self.replication_factor),
+            store_replication_interval_secs: over
+                .store_replication_interval_secs
+                .or(self.store_replication_interval_secs),
         }
     }
 }
@@ -255,6 +277,14 @@ pub struct Config {
     pub discovery_interval: Duration,
     /// Election tunables.
     pub election: borg_proto::election::Config,
+    /// Whether the node stores org data at start.
+    pub store: bool,
+    /// The store's limits.
+    pub store_limits: borg_store::Limits,
+    /// On how many storing nodes a record is placed.
+    pub replication_factor: std::num::NonZeroUsize,
+    /// Re-replication interval of stored records.
+    pub store_replication_interval: Duration,
 }
 
 /// The listen addresses used when none are configured: every IPv4 interface, TCP and QUIC.
@@ -310,6 +340,16 @@ impl Config {
                     ..d
                 }
             },
+            store: layer.store.unwrap_or(false),
+            store_limits: borg_store::Limits {
+                quota_bytes: layer.store_quota_mb.unwrap_or(1024).saturating_mul(1 << 20),
+                ..borg_store::Limits::default()
+            },
+            replication_factor: std::num::NonZeroUsize::new(layer.replication_factor.unwrap_or(3))
+                .ok_or_else(|| anyhow::anyhow!("replication_factor must be at least 1"))?,
+            store_replication_interval: Duration::from_secs(
+                layer.store_replication_interval_secs.unwrap_or(600).max(1),
+            ),
         };
         if config.election.heartbeat.is_zero()
             || config.election.silence_timeout <= config.election.heartbeat
@@ -345,6 +385,10 @@ impl Config {
             election_silence_timeout_ms: Some(self.election.silence_timeout.as_millis() as u64),
             election_margin: Some(self.election.margin),
             election_hold_ms: Some(self.election.hold.as_millis() as u64),
+            store: Some(self.store),
+            store_quota_mb: Some(self.store_limits.quota_bytes >> 20),
+            replication_factor: Some(self.replication_factor.get()),
+            store_replication_interval_secs: Some(self.store_replication_interval.as_secs()),
         };
         format!(
             "# data dir: {}\n{}",

@@ -36,11 +36,12 @@ use crate::{api::Delivered, config::OrgSpec, node::NodeHandle};
 /// File name of the control socket inside the data dir.
 pub const SOCKET_FILE: &str = "control.sock";
 
-/// Longest request line: a maximal message plus JSON escaping fits comfortably.
-pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
+/// Longest request line: a maximal `put` value, hex-encoded, plus the JSON around it.
+pub const MAX_REQUEST_BYTES: u64 = 2 * crate::node::MAX_PUT_BYTES as u64 + 64 * 1024;
 
-/// Longest response line a client accepts.
-const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest response line a client accepts (a maximal `get` value, hex-encoded, or a page of
+/// history).
+const MAX_RESPONSE_BYTES: u64 = 2 * crate::node::MAX_PUT_BYTES as u64 + 16 * 1024 * 1024;
 
 /// Clients served at once; the rest wait for a slot.
 pub const MAX_CLIENTS: usize = 64;
@@ -77,6 +78,36 @@ pub enum Request {
     },
     /// Stream election events (rep changes, members joining and leaving).
     Events,
+    /// Opt in to or out of storing.
+    Store {
+        /// Opt in (`true`) or out.
+        on: bool,
+        /// With `on = false`: delete everything stored.
+        #[serde(default)]
+        purge: bool,
+    },
+    /// Logged messages of an org.
+    History {
+        /// The org.
+        org: String,
+        /// Unix ms, inclusive.
+        #[serde(default)]
+        since_ms: u64,
+        /// At most this many.
+        limit: usize,
+    },
+    /// Store a value under a name of this node.
+    Put {
+        /// The name.
+        name: String,
+        /// The value, hex-encoded.
+        data_hex: String,
+    },
+    /// Fetch a value: `name` (this node's) or `<peer id>/name`.
+    Get {
+        /// The key.
+        key: String,
+    },
     /// Stream the messages delivered in one org, or in all orgs.
     Subscribe {
         /// The org; `None` for all.
@@ -255,6 +286,36 @@ async fn handle(request: Request, node: &NodeHandle) -> Result<Value, String> {
             Ok(json!({ "org": org, "changed": changed }))
         }
         Request::Send { org, text, up } => value(node.send(parse_org(&org)?, text, up).await),
+        Request::Store { on, purge } => {
+            if purge && on {
+                return Err("--purge goes with `store off`".into());
+            }
+            value(node.set_store(on, purge).await)
+        }
+        Request::History {
+            org,
+            since_ms,
+            limit,
+        } => value(
+            node.history(parse_org(&org)?, since_ms, limit.clamp(1, 100_000))
+                .await,
+        ),
+        Request::Put { name, data_hex } => {
+            let data = hex::decode(data_hex).map_err(|e| format!("bad hex value: {e}"))?;
+            value(node.put(name, data).await)
+        }
+        Request::Get { key } => {
+            let (owner, name) = match key.split_once('/') {
+                Some((owner, name)) if owner.starts_with("12D3") || owner.starts_with("Qm") => {
+                    let owner: libp2p::PeerId = owner
+                        .parse()
+                        .map_err(|e| format!("invalid peer id {owner:?}: {e}"))?;
+                    (owner, name.to_owned())
+                }
+                _ => (node.peer_id(), key),
+            };
+            value(node.get(owner, name).await)
+        }
         Request::Subscribe { .. } | Request::Events => Err("that request is a stream".into()),
     }
 }

@@ -20,6 +20,7 @@ pub mod behaviour;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod history;
 pub mod identity;
 pub mod messages;
 pub mod node;

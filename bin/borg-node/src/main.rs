@@ -66,6 +66,7 @@ fn load_config(data_dir: &Path, args: &RunArgs) -> Result<Config> {
         orgs: Some(args.orgs.clone()).filter(|v| !v.is_empty()),
         mdns: args.no_mdns.then_some(false),
         log_format: args.log_format,
+        store: args.store.then_some(true),
         ..Layer::default()
     };
     Config::resolve(

@@ -46,6 +46,9 @@ pub enum Error {
     /// The writer does not own the key.
     #[error("refused record: {0}")]
     NotOwner(String),
+    /// This node does not store data (it has not opted in, or opted out).
+    #[error("this node does not store data (store is off)")]
+    Disabled,
     /// An org name the log cannot hold.
     #[error("invalid org {0:?}")]
     BadOrg(String),

@@ -103,34 +103,84 @@ fn provider_prefix(key: &RecordKey) -> Vec<u8> {
 }
 
 /// The Kademlia record store of a node, over its [`Store`].
+///
+/// A node that has not opted in has no store at all ([`KadStore::disabled`]); one that opted
+/// out after storing keeps its store open but stops accepting ([`KadStore::set_accepting`]).
 #[derive(Debug)]
 pub struct KadStore {
-    store: Store,
+    store: Option<Store>,
+    accepting: bool,
     local: PeerId,
 }
 
 impl KadStore {
-    /// Wraps `store`; `local` is this node's peer id (for [`RecordStore::provided`]).
+    /// Wraps `store`, accepting records; `local` is this node's peer id (for
+    /// [`RecordStore::provided`]).
     pub fn new(store: Store, local: PeerId) -> Self {
-        Self { store, local }
+        Self {
+            store: Some(store),
+            accepting: true,
+            local,
+        }
     }
 
-    /// The underlying store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// A store that holds and accepts nothing.
+    pub fn disabled(local: PeerId) -> Self {
+        Self {
+            store: None,
+            accepting: false,
+            local,
+        }
     }
 
-    /// The underlying store, mutably (message log, purge).
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
+    /// Attaches an opened store (opting in at run time).
+    pub fn attach(&mut self, store: Store) {
+        self.store = Some(store);
+    }
+
+    /// Accept new records (opted in) or refuse them (opted out; what is held stays).
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.accepting = accepting;
+    }
+
+    /// Whether new records are accepted.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting && self.store.is_some()
+    }
+
+    /// The underlying store, if any.
+    pub fn store_opt(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// The underlying store, mutably, if any (message log, purge).
+    pub fn store_opt_mut(&mut self) -> Option<&mut Store> {
+        self.store.as_mut()
+    }
+
+    fn store(&self) -> Result<&Store, Error> {
+        self.store.as_ref().ok_or(Error::Disabled)
+    }
+
+    fn writable(&mut self) -> Result<&mut Store, Error> {
+        if !self.accepting {
+            return Err(Error::Disabled);
+        }
+        self.store.as_mut().ok_or(Error::Disabled)
     }
 
     fn decode_record(&self, key: &[u8], bytes: &[u8]) -> Result<Option<Record>, Error> {
+        let path = || {
+            self.store
+                .as_ref()
+                .map(|s| s.path().to_owned())
+                .unwrap_or_default()
+        };
         let (stored, _): (StoredRecord, usize) = bincode::decode_from_slice(bytes, codec())
-            .map_err(|e| Error::Corrupt(self.store.path().to_owned(), format!("record: {e}")))?;
+            .map_err(|e| Error::Corrupt(path(), format!("record: {e}")))?;
         if stored.version != STORED_VERSION {
             return Err(Error::Corrupt(
-                self.store.path().to_owned(),
+                path(),
                 format!("record layout version {}", stored.version),
             ));
         }
@@ -140,9 +190,10 @@ impl KadStore {
         let publisher = if stored.publisher.is_empty() {
             None
         } else {
-            Some(PeerId::from_bytes(&stored.publisher).map_err(|_| {
-                Error::Corrupt(self.store.path().to_owned(), "record publisher".into())
-            })?)
+            Some(
+                PeerId::from_bytes(&stored.publisher)
+                    .map_err(|_| Error::Corrupt(path(), "record publisher".into()))?,
+            )
         };
         Ok(Some(Record {
             key: RecordKey::from(key.to_vec()),
@@ -154,8 +205,9 @@ impl KadStore {
 
     /// Reads a record; expired records read as absent.
     pub fn get_record(&self, key: &RecordKey) -> Result<Option<Record>, Error> {
-        let cf = self.store.cf(CF_RECORDS)?;
-        match self.store.db().get_cf(&cf, key.as_ref())? {
+        let store = self.store()?;
+        let cf = store.cf(CF_RECORDS)?;
+        match store.db().get_cf(&cf, key.as_ref())? {
             None => Ok(None),
             Some(bytes) => self.decode_record(key.as_ref(), &bytes),
         }
@@ -163,10 +215,11 @@ impl KadStore {
 
     /// Stores a record durably, after the ownership and size checks.
     pub fn put_record(&mut self, record: Record) -> Result<(), Error> {
-        if record.value.len() > self.store.limits().max_record_bytes {
+        let store = self.writable()?;
+        if record.value.len() > store.limits().max_record_bytes {
             return Err(Error::TooLarge {
                 len: record.value.len(),
-                max: self.store.limits().max_record_bytes,
+                max: store.limits().max_record_bytes,
             });
         }
         ownership::check(record.key.as_ref(), &record.value).map_err(Error::NotOwner)?;
@@ -177,42 +230,43 @@ impl KadStore {
             expires_unix_ms: to_unix_ms(record.expires),
         };
         let bytes = bincode::encode_to_vec(&stored, codec())
-            .map_err(|e| Error::Corrupt(self.store.path().to_owned(), e.to_string()))?;
-        let cf = self.store.cf(CF_RECORDS)?;
-        let old = self
-            .store
+            .map_err(|e| Error::Corrupt(store.path().to_owned(), e.to_string()))?;
+        let key = record.key.as_ref();
+        let cf = store.cf(CF_RECORDS)?;
+        let old = store
             .db()
-            .get_cf(&cf, record.key.as_ref())?
-            .map_or(0, |v| v.len() + record.key.as_ref().len());
-        let delta = (record.key.as_ref().len() + bytes.len()) as i64 - old as i64;
+            .get_cf(&cf, key)?
+            .map_or(0, |v| v.len() + key.len());
+        let delta = (key.len() + bytes.len()) as i64 - old as i64;
         let mut batch = WriteBatch::default();
-        batch.put_cf(&cf, record.key.as_ref(), bytes);
+        batch.put_cf(&cf, key, bytes);
         drop(cf);
-        self.store.commit(batch, delta)
+        store.commit(batch, delta)
     }
 
     /// Deletes a record.
     pub fn remove_record(&mut self, key: &RecordKey) -> Result<(), Error> {
-        let cf = self.store.cf(CF_RECORDS)?;
-        let Some(old) = self.store.db().get_cf(&cf, key.as_ref())? else {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        let cf = store.cf(CF_RECORDS)?;
+        let Some(old) = store.db().get_cf(&cf, key.as_ref())? else {
             return Ok(());
         };
         let mut batch = WriteBatch::default();
         batch.delete_cf(&cf, key.as_ref());
         drop(cf);
-        self.store
-            .commit(batch, -((old.len() + key.as_ref().len()) as i64))
+        store.commit(batch, -((old.len() + key.as_ref().len()) as i64))
     }
 
     /// Every unexpired record.
     pub fn all_records(&self) -> Result<Vec<Record>, Error> {
-        let cf = self.store.cf(CF_RECORDS)?;
+        let Some(store) = self.store.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let cf = store.cf(CF_RECORDS)?;
         let mut out = Vec::new();
-        for item in self
-            .store
-            .db()
-            .iterator_cf(&cf, rocksdb::IteratorMode::Start)
-        {
+        for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             if let Some(r) = self.decode_record(&k, &v)? {
                 out.push(r);
@@ -223,6 +277,7 @@ impl KadStore {
 
     /// Stores a provider record.
     pub fn put_provider(&mut self, record: ProviderRecord) -> Result<(), Error> {
+        let store = self.writable()?;
         let stored = StoredProvider {
             version: STORED_VERSION,
             expires_unix_ms: to_unix_ms(record.expires),
@@ -234,12 +289,11 @@ impl KadStore {
                 .collect(),
         };
         let bytes = bincode::encode_to_vec(&stored, codec())
-            .map_err(|e| Error::Corrupt(self.store.path().to_owned(), e.to_string()))?;
+            .map_err(|e| Error::Corrupt(store.path().to_owned(), e.to_string()))?;
         let mut key = provider_prefix(&record.key);
         key.extend_from_slice(&record.provider.to_bytes());
-        let cf = self.store.cf(CF_PROVIDERS)?;
-        let old = self
-            .store
+        let cf = store.cf(CF_PROVIDERS)?;
+        let old = store
             .db()
             .get_cf(&cf, &key)?
             .map_or(0, |v| v.len() + key.len());
@@ -247,15 +301,18 @@ impl KadStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(&cf, &key, bytes);
         drop(cf);
-        self.store.commit(batch, delta)
+        store.commit(batch, delta)
     }
 
     /// The unexpired providers of `key`.
     pub fn get_providers(&self, key: &RecordKey) -> Result<Vec<ProviderRecord>, Error> {
+        let Some(store) = self.store.as_ref() else {
+            return Ok(Vec::new());
+        };
         let prefix = provider_prefix(key);
-        let cf = self.store.cf(CF_PROVIDERS)?;
+        let cf = store.cf(CF_PROVIDERS)?;
         let mut out = Vec::new();
-        for item in self.store.db().prefix_iterator_cf(&cf, &prefix) {
+        for item in store.db().prefix_iterator_cf(&cf, &prefix) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
@@ -273,7 +330,12 @@ impl KadStore {
         provider: &[u8],
         bytes: &[u8],
     ) -> Result<Option<ProviderRecord>, Error> {
-        let corrupt = |what: &str| Error::Corrupt(self.store.path().to_owned(), what.to_owned());
+        let path = self
+            .store
+            .as_ref()
+            .map(|s| s.path().to_owned())
+            .unwrap_or_default();
+        let corrupt = |what: &str| Error::Corrupt(path.clone(), what.to_owned());
         let (stored, _): (StoredProvider, usize) =
             bincode::decode_from_slice(bytes, codec()).map_err(|_| corrupt("provider record"))?;
         let Ok(expires) = from_unix_ms(stored.expires_unix_ms) else {
@@ -293,13 +355,12 @@ impl KadStore {
 
     /// Every unexpired provider record.
     pub fn all_providers(&self) -> Result<Vec<ProviderRecord>, Error> {
-        let cf = self.store.cf(CF_PROVIDERS)?;
+        let Some(store) = self.store.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let cf = store.cf(CF_PROVIDERS)?;
         let mut out = Vec::new();
-        for item in self
-            .store
-            .db()
-            .iterator_cf(&cf, rocksdb::IteratorMode::Start)
-        {
+        for item in store.db().iterator_cf(&cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             if k.len() < 2 {
                 continue;
@@ -318,16 +379,19 @@ impl KadStore {
 
     /// Deletes one provider record.
     pub fn delete_provider(&mut self, key: &RecordKey, provider: &PeerId) -> Result<(), Error> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
         let mut k = provider_prefix(key);
         k.extend_from_slice(&provider.to_bytes());
-        let cf = self.store.cf(CF_PROVIDERS)?;
-        let Some(old) = self.store.db().get_cf(&cf, &k)? else {
+        let cf = store.cf(CF_PROVIDERS)?;
+        let Some(old) = store.db().get_cf(&cf, &k)? else {
             return Ok(());
         };
         let mut batch = WriteBatch::default();
         batch.delete_cf(&cf, &k);
         drop(cf);
-        self.store.commit(batch, -((old.len() + k.len()) as i64))
+        store.commit(batch, -((old.len() + k.len()) as i64))
     }
 }
 

@@ -23,6 +23,8 @@ pub struct LoggedMessage {
     pub sent_at_ms: u64,
     /// The message id.
     pub id: [u8; 16],
+    /// When this node logged it, Unix ms.
+    pub received_at_ms: u64,
     /// The envelope, as received.
     pub envelope: Vec<u8>,
 }
@@ -44,6 +46,7 @@ impl Store {
         org: &str,
         sent_at_ms: u64,
         id: [u8; 16],
+        received_at_ms: u64,
         envelope: &[u8],
     ) -> Result<bool, Error> {
         if envelope.len() > self.limits().max_message_bytes {
@@ -63,10 +66,13 @@ impl Store {
         key.extend_from_slice(&sent_at_ms.to_be_bytes());
         key.extend_from_slice(&id);
         let messages = self.cf(CF_MESSAGES)?;
+        let mut value = Vec::with_capacity(8 + envelope.len());
+        value.extend_from_slice(&received_at_ms.to_be_bytes());
+        value.extend_from_slice(envelope);
         let mut batch = WriteBatch::default();
-        batch.put_cf(&messages, &key, envelope);
+        batch.put_cf(&messages, &key, &value);
         batch.put_cf(&ids, &id_key, sent_at_ms.to_be_bytes());
-        let delta = (key.len() + envelope.len() + id_key.len() + 8) as i64;
+        let delta = (key.len() + value.len() + id_key.len() + 8) as i64;
         drop((ids, messages));
         self.commit(batch, delta)?;
         Ok(true)
@@ -108,12 +114,43 @@ impl Store {
             ts.copy_from_slice(&rest[..8]);
             let mut id = [0u8; 16];
             id.copy_from_slice(&rest[8..]);
+            if v.len() < 8 {
+                return Err(Error::Corrupt(
+                    self.path().to_owned(),
+                    "logged message".into(),
+                ));
+            }
+            let mut received = [0u8; 8];
+            received.copy_from_slice(&v[..8]);
             out.push(LoggedMessage {
                 sent_at_ms: u64::from_be_bytes(ts),
                 id,
-                envelope: v.to_vec(),
+                received_at_ms: u64::from_be_bytes(received),
+                envelope: v[8..].to_vec(),
             });
         }
         Ok(out)
+    }
+}
+
+impl Store {
+    /// The timestamp of the newest message of `org` in the log, if any.
+    pub fn latest_message_ms(&self, org: &str) -> Result<Option<u64>, Error> {
+        let prefix = org_prefix(org)?;
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 24]);
+        let messages = self.cf(CF_MESSAGES)?;
+        let newest = self
+            .db()
+            .iterator_cf(&messages, IteratorMode::From(&end, Direction::Reverse))
+            .next()
+            .transpose()?;
+        Ok(newest.and_then(|(k, _)| {
+            (k.starts_with(&prefix) && k.len() == prefix.len() + 24).then(|| {
+                let mut ts = [0u8; 8];
+                ts.copy_from_slice(&k[prefix.len()..prefix.len() + 8]);
+                u64::from_be_bytes(ts)
+            })
+        }))
     }
 }

@@ -67,6 +67,13 @@ pub fn chunk_key(data: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The key of a chunk whose contents hash to `sha256`.
+pub fn chunk_key_from_hash(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut key = CHUNK_PREFIX.as_bytes().to_vec();
+    key.extend_from_slice(hex_lower(sha256).as_bytes());
+    key
+}
+
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -151,18 +151,18 @@ fn quota_and_size_limits_refuse_clearly() {
     );
     assert!(err.to_string().contains("store is full"));
     assert!(stored >= 3);
-    assert!(s.store().used_bytes() <= 4096);
+    assert!(s.store_opt().unwrap().used_bytes() <= 4096);
     // Overwriting with the same data does not grow the count.
-    let before = s.store().used_bytes();
+    let before = s.store_opt().unwrap().used_bytes();
     s.put_record(chunk(&[0u8; 900], None)).unwrap();
-    assert_eq!(s.store().used_bytes(), before);
+    assert_eq!(s.store_opt().unwrap().used_bytes(), before);
     // The count survives a restart.
     drop(s);
     let s = KadStore::new(
         Store::open(dir.path(), Limits::default()).unwrap(),
         PeerId::random(),
     );
-    assert_eq!(s.store().used_bytes(), before);
+    assert_eq!(s.store_opt().unwrap().used_bytes(), before);
 }
 
 #[test]
@@ -186,6 +186,30 @@ fn records_of_others_cannot_be_overwritten() {
     assert_eq!(
         s.get_record(&RecordKey::from(key)).unwrap().unwrap().value,
         value
+    );
+}
+
+#[test]
+fn a_disabled_or_opted_out_store_accepts_nothing() {
+    let mut off = KadStore::disabled(PeerId::random());
+    assert!(matches!(
+        off.put_record(chunk(b"x", None)),
+        Err(Error::Disabled)
+    ));
+    assert!(
+        off.get(&RecordKey::from(ownership::chunk_key(b"x")))
+            .is_none()
+    );
+    assert_eq!(off.records().count(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    s.put(chunk(b"kept", None)).unwrap();
+    s.set_accepting(false);
+    assert!(s.put(chunk(b"new", None)).is_err());
+    assert!(
+        s.get(&RecordKey::from(ownership::chunk_key(b"kept")))
+            .is_some(),
+        "existing data is kept"
     );
 }
 
@@ -243,14 +267,14 @@ fn the_message_log_orders_dedups_and_pages() {
     let mut s = Store::open(dir.path(), Limits::default()).unwrap();
     // Arrive out of order.
     for (ts, n) in [(30u64, 3u8), (10, 1), (20, 2), (40, 4)] {
-        assert!(s.append_message("org", ts, [n; 16], &[n; 10]).unwrap());
+        assert!(s.append_message("org", ts, [n; 16], 1, &[n; 10]).unwrap());
     }
     assert!(
-        !s.append_message("org", 10, [1; 16], &[1; 10]).unwrap(),
+        !s.append_message("org", 10, [1; 16], 1, &[1; 10]).unwrap(),
         "duplicate id"
     );
     assert!(
-        s.append_message("org2", 10, [1; 16], &[1; 10]).unwrap(),
+        s.append_message("org2", 10, [1; 16], 1, &[1; 10]).unwrap(),
         "same id, other org"
     );
     let all = s.history("org", 0, 100).unwrap();
@@ -260,7 +284,12 @@ fn the_message_log_orders_dedups_and_pages() {
     );
     let page = s.history("org", 20, 2).unwrap();
     assert_eq!(page.iter().map(|m| m.id[0]).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(page[0].envelope, [2; 10]);
+    assert_eq!(page[0].received_at_ms, 1);
     assert!(s.has_message("org", [4; 16]).unwrap());
+    assert_eq!(s.latest_message_ms("org").unwrap(), Some(40));
+    assert_eq!(s.latest_message_ms("org2").unwrap(), Some(10));
+    assert_eq!(s.latest_message_ms("none").unwrap(), None);
     assert!(s.history("org-none", 0, 10).unwrap().is_empty());
     drop(s);
     let s = Store::open(dir.path(), Limits::default()).unwrap();
@@ -288,25 +317,32 @@ fn purge_removes_the_bytes_from_the_files() {
         let mut data = marker.to_vec();
         data.extend_from_slice(&i.to_be_bytes());
         s.put_record(chunk(&data, None)).unwrap();
-        s.store_mut()
-            .append_message("org", i as u64, [i as u8; 16], &data)
+        s.store_opt_mut()
+            .unwrap()
+            .append_message("org", i as u64, [i as u8; 16], 1, &data)
             .unwrap();
     }
-    s.store().db().flush().unwrap();
+    s.store_opt().unwrap().db().flush().unwrap();
     assert!(
         files_contain(dir.path(), marker),
         "the marker is on disk before the purge"
     );
-    s.store_mut().purge().unwrap();
-    assert_eq!(s.store().used_bytes(), 0);
-    assert_eq!(s.store().stats().unwrap().records, 0);
+    s.store_opt_mut().unwrap().purge().unwrap();
+    assert_eq!(s.store_opt().unwrap().used_bytes(), 0);
+    assert_eq!(s.store_opt().unwrap().stats().unwrap().records, 0);
     assert!(
         !files_contain(dir.path(), marker),
         "purge must remove the bytes, not hide them"
     );
     drop(s);
     let s = open(dir.path());
-    assert!(s.store().history("org", 0, 10).unwrap().is_empty());
+    assert!(
+        s.store_opt()
+            .unwrap()
+            .history("org", 0, 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 proptest! {

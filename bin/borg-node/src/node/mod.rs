@@ -37,15 +37,22 @@ use libp2p::{
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
-    api::{BootstrapStatus, Delivered, Event, OrgInfo, PeerInfo, Sent, Status},
-    behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, TransportKind, build_swarm},
+    api::{
+        BootstrapStatus, Delivered, Event, GetResult, OrgInfo, PeerInfo, PutResult, Sent, Status,
+        StoreStatus,
+    },
+    behaviour::{
+        Behaviour, BehaviourEvent, KAD_PROTOCOL, STORE_PROTOCOL, TransportKind, build_swarm,
+    },
     config::{Config, OrgSpec},
     messages::SeenIds,
 };
 
 mod orgs;
+mod storage;
 
 use orgs::Org;
+pub use storage::MAX_PUT_BYTES;
 
 /// How often the event loop wakes up for its timers. It bounds how late a dead link is noticed
 /// (see `check_liveness`), so it is short; each tick only scans small maps.
@@ -105,6 +112,12 @@ pub enum NodeError {
     /// Gossipsub refused to publish.
     #[error("publish failed: {0}")]
     Publish(String),
+    /// The store refused or failed.
+    #[error("{0}")]
+    Store(String),
+    /// No record under that key.
+    #[error("not found")]
+    NotFound,
     /// `--up` from an org without a parent.
     #[error("org {0} has no parent org to send up to")]
     NoParent(OrgName),
@@ -124,6 +137,23 @@ enum Command {
         String,
         bool,
         oneshot::Sender<Result<Sent, NodeError>>,
+    ),
+    SetStore(bool, bool, oneshot::Sender<Result<StoreStatus, NodeError>>),
+    History(
+        OrgName,
+        u64,
+        usize,
+        oneshot::Sender<Result<Vec<Delivered>, NodeError>>,
+    ),
+    Put(
+        String,
+        Vec<u8>,
+        oneshot::Sender<Result<PutResult, NodeError>>,
+    ),
+    Get(
+        PeerId,
+        String,
+        oneshot::Sender<Result<GetResult, NodeError>>,
     ),
     Shutdown(oneshot::Sender<()>),
 }
@@ -184,6 +214,32 @@ impl NodeHandle {
     /// Sends `text` to `org`; with `up`, asks the org's rep to relay it to the parent org.
     pub async fn send(&self, org: OrgName, text: String, up: bool) -> Result<Sent, NodeError> {
         self.ask(|tx| Command::Send(org, text, up, tx)).await?
+    }
+
+    /// Opts in to (`on`) or out of storing; `purge` deletes everything stored.
+    pub async fn set_store(&self, on: bool, purge: bool) -> Result<StoreStatus, NodeError> {
+        self.ask(|tx| Command::SetStore(on, purge, tx)).await?
+    }
+
+    /// Logged messages of `org` from `since_ms` on, oldest first, at most `limit`.
+    pub async fn history(
+        &self,
+        org: OrgName,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Delivered>, NodeError> {
+        self.ask(|tx| Command::History(org, since_ms, limit, tx))
+            .await?
+    }
+
+    /// Stores `data` under `name` (this node's key), replicated on storing nodes.
+    pub async fn put(&self, name: String, data: Vec<u8>) -> Result<PutResult, NodeError> {
+        self.ask(|tx| Command::Put(name, data, tx)).await?
+    }
+
+    /// Fetches `owner`'s value `name`.
+    pub async fn get(&self, owner: PeerId, name: String) -> Result<GetResult, NodeError> {
+        self.ask(|tx| Command::Get(owner, name, tx)).await?
     }
 
     /// Receives every message delivered from now on.
@@ -268,6 +324,7 @@ struct Node {
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// Org members whose connection was lost, and when to redial them.
     lost_members: HashMap<PeerId, Redial>,
+    storage: storage::Storage,
     next_discovery: Instant,
     discovery_backoff: Duration,
     last_discovery: Option<Instant>,
@@ -343,7 +400,8 @@ pub async fn start(
     config: Config,
     transport: TransportKind,
 ) -> Result<NodeHandle> {
-    let mut swarm = build_swarm(keypair.clone(), &config, transport)?;
+    let kad_store = storage::open_kad_store(&config, keypair.public().to_peer_id())?;
+    let mut swarm = build_swarm(keypair.clone(), &config, transport, kad_store)?;
     let mut pending_listeners = Vec::new();
     for addr in &config.listen {
         if transport == TransportKind::Network {
@@ -420,6 +478,7 @@ pub async fn start(
         last_pong: HashMap::new(),
         known_addrs: HashMap::new(),
         lost_members: HashMap::new(),
+        storage: storage::Storage::new(config.store),
         next_discovery: now,
         discovery_backoff: DISCOVERY_BACKOFF_START,
         last_discovery: None,
@@ -671,13 +730,22 @@ impl Node {
             Command::Send(org, text, up, reply) => {
                 let _ = reply.send(self.send(org, text, up));
             }
+            Command::SetStore(on, purge, reply) => {
+                let _ = reply.send(self.set_store(on, purge));
+            }
+            Command::History(org, since, limit, reply) => {
+                let _ = reply.send(self.history(&org, since, limit));
+            }
+            Command::Put(name, data, reply) => self.put(name, data, reply),
+            Command::Get(owner, name, reply) => self.get(owner, name, reply),
             Command::Shutdown(reply) => {
                 self.shutdown_reply = Some(reply);
             }
         }
     }
 
-    fn status(&self) -> Status {
+    fn status(&mut self) -> Status {
+        let storage = self.store_status();
         let peer_id = self.local_peer_id();
         let connections = &self.swarm.behaviour().connections;
         Status {
@@ -704,6 +772,8 @@ impl Node {
                 })
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            store: storage.store,
+            storage,
         }
     }
 
@@ -857,11 +927,18 @@ impl Node {
                         .filter(|addr| via_loopback || !is_loopback(addr))
                         .collect();
                     let usable = prefer_tcp(usable);
+                    let stores = info.protocols.contains(&STORE_PROTOCOL);
                     for addr in &usable {
                         self.swarm
                             .behaviour_mut()
                             .kad
                             .add_address(&peer_id, addr.clone());
+                        if stores {
+                            self.swarm
+                                .behaviour_mut()
+                                .store_kad
+                                .add_address(&peer_id, addr.clone());
+                        }
                     }
                     self.known_addrs.insert(peer_id, usable);
                 }
@@ -882,6 +959,8 @@ impl Node {
                 }
             }
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(event),
+            BehaviourEvent::StoreKad(event) => self.on_store_kad_event(event),
+            BehaviourEvent::History(event) => self.on_history_event(event),
             BehaviourEvent::Ping(ping::Event {
                 connection,
                 result: Ok(_),
@@ -914,8 +993,15 @@ impl Node {
                 tracing::debug!(%peer, "peer connected");
                 self.lost_members.remove(&peer);
                 let now = Instant::now();
+                let mut member_of = Vec::new();
                 for org in self.orgs.values_mut() {
                     org.election.handle_connected(peer, now);
+                    if org.has_member(&peer) {
+                        member_of.push(org.name().clone());
+                    }
+                }
+                for org in member_of {
+                    self.ask_history(peer, &org);
                 }
             }
             BehaviourEvent::Connections(connections::Event::PeerDisconnected(peer)) => {
@@ -925,6 +1011,8 @@ impl Node {
                     Loss::Closed
                 };
                 tracing::debug!(%peer, ?loss, "peer disconnected");
+                // A later reconnection asks again for what was missed meanwhile.
+                self.storage.forget_history_asks(&peer);
                 let now = Instant::now();
                 let mut member = false;
                 for org in self.orgs.values_mut() {

@@ -56,6 +56,24 @@ impl Org {
     }
 }
 
+/// The `subscribe`/`history` view of `envelope`, received in `org` at `received_at_ms`.
+pub(super) fn delivered(envelope: &Envelope, org: &OrgName, received_at_ms: u64) -> Delivered {
+    Delivered {
+        org: org.to_string(),
+        from: envelope.author().to_string(),
+        id: envelope.id().to_string(),
+        text: envelope.text().unwrap_or_default().to_owned(),
+        sent_at_ms: envelope.sent_at_ms(),
+        received_at_ms,
+        origin_org: envelope.org().to_string(),
+        path: envelope
+            .path()
+            .iter()
+            .map(|hop| format!("{}:{}", hop.org, hop.relayer))
+            .collect(),
+    }
+}
+
 /// Converts an `Instant` in the past to Unix ms, using the current time of both clocks.
 fn instant_to_unix_ms(at: Instant, now: Instant, now_ms: u64) -> u64 {
     now_ms.saturating_sub(now.saturating_duration_since(at).as_millis() as u64)
@@ -284,6 +302,7 @@ impl Node {
                 });
                 self.refresh_keep_alive(peer);
                 self.dial_peer(peer, Vec::new());
+                self.ask_history(peer, name);
             }
             Output::MemberLeft(peer) => {
                 tracing::debug!(org = %name, %peer, "member left");
@@ -344,6 +363,9 @@ impl Node {
         // Our own relays (as rep of this org's children, or of this org for --up) go out even
         // when no other member of this org is connected.
         self.seen.insert((org.clone(), id));
+        if published.is_ok() {
+            self.log_message(&org, &envelope);
+        }
         let relayed = self.relay(&envelope, &org);
         match published {
             Ok(_) => {}
@@ -509,20 +531,8 @@ impl Node {
     }
 
     fn publish_delivery(&mut self, envelope: &Envelope, org: &OrgName) {
-        let delivered = Delivered {
-            org: org.to_string(),
-            from: envelope.author().to_string(),
-            id: envelope.id().to_string(),
-            text: envelope.text().unwrap_or_default().to_owned(),
-            sent_at_ms: envelope.sent_at_ms(),
-            received_at_ms: unix_ms(),
-            origin_org: envelope.org().to_string(),
-            path: envelope
-                .path()
-                .iter()
-                .map(|hop| format!("{}:{}", hop.org, hop.relayer))
-                .collect(),
-        };
+        self.log_message(org, envelope);
+        let delivered = delivered(envelope, org, unix_ms());
         tracing::debug!(org = %delivered.org, id = %delivered.id, "message received");
         // No subscriber is not an error: the message was still accepted and forwarded.
         let _ = self.delivered.send(Arc::new(delivered));
