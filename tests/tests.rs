@@ -7,4 +7,5 @@ mod lab;
 mod lan;
 mod mesh;
 mod reps;
+mod store;
 mod util;
