@@ -221,6 +221,23 @@ fn lan_bad_starts_fail_clearly() {
     assert!(last_line(&out.stderr).contains("accessible by other users"));
     std::fs::remove_file(&key).expect("rm key");
 
+    // A corrupt store: refused with a one-line error, the files left alone.
+    let corrupt = lab.data_dir(&h2).with_extension("corrupt-store");
+    std::fs::create_dir_all(corrupt.join("store")).expect("dir");
+    std::fs::write(corrupt.join("store/CURRENT"), b"garbage\n").expect("write");
+    let corrupt_s = corrupt.to_str().expect("utf-8").to_owned();
+    let out = lab.run_on(&h2, &["--data-dir", &corrupt_s, "run", "--store"], quick);
+    assert!(!out.status.success());
+    let err = last_line(&out.stderr);
+    assert!(
+        err.contains("store in") && err.contains("is corrupt"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(corrupt.join("store/CURRENT")).expect("read"),
+        b"garbage\n"
+    );
+
     // A port already in use: the second node on the same host fails fast.
     let first = lab.start_node(&h1, &["--org", "x"]);
     let other_dir = lab.data_dir(&h1).with_extension("second");

@@ -154,6 +154,10 @@ pub struct Layer {
     /// How often stored records are re-replicated to the nodes closest to their keys, in
     /// seconds.
     pub store_replication_interval_secs: Option<u64>,
+    /// The largest record value the store accepts, in KiB.
+    pub store_max_record_kib: Option<usize>,
+    /// The largest logged message the store accepts, in KiB.
+    pub store_max_message_kib: Option<usize>,
 }
 
 impl Layer {
@@ -216,6 +220,14 @@ impl Layer {
                 "BORG_STORE_REPLICATION_INTERVAL_SECS",
                 get("BORG_STORE_REPLICATION_INTERVAL_SECS"),
             )?,
+            store_max_record_kib: parse(
+                "BORG_STORE_MAX_RECORD_KIB",
+                get("BORG_STORE_MAX_RECORD_KIB"),
+            )?,
+            store_max_message_kib: parse(
+                "BORG_STORE_MAX_MESSAGE_KIB",
+                get("BORG_STORE_MAX_MESSAGE_KIB"),
+            )?,
         })
     }
 
@@ -246,6 +258,8 @@ impl Layer {
             store_replication_interval_secs: over
                 .store_replication_interval_secs
                 .or(self.store_replication_interval_secs),
+            store_max_record_kib: over.store_max_record_kib.or(self.store_max_record_kib),
+            store_max_message_kib: over.store_max_message_kib.or(self.store_max_message_kib),
         }
     }
 }
@@ -343,7 +357,10 @@ impl Config {
             store: layer.store.unwrap_or(false),
             store_limits: borg_store::Limits {
                 quota_bytes: layer.store_quota_mb.unwrap_or(1024).saturating_mul(1 << 20),
-                ..borg_store::Limits::default()
+                // Bounded below by what the node itself writes (a 48 KiB chunk, a 20 KiB
+                // envelope) and above by the DHT packet size.
+                max_record_bytes: layer.store_max_record_kib.unwrap_or(64).clamp(64, 200) * 1024,
+                max_message_bytes: layer.store_max_message_kib.unwrap_or(64).clamp(24, 1024) * 1024,
             },
             replication_factor: std::num::NonZeroUsize::new(layer.replication_factor.unwrap_or(3))
                 .ok_or_else(|| anyhow::anyhow!("replication_factor must be at least 1"))?,
@@ -389,6 +406,8 @@ impl Config {
             store_quota_mb: Some(self.store_limits.quota_bytes >> 20),
             replication_factor: Some(self.replication_factor.get()),
             store_replication_interval_secs: Some(self.store_replication_interval.as_secs()),
+            store_max_record_kib: Some(self.store_limits.max_record_bytes / 1024),
+            store_max_message_kib: Some(self.store_limits.max_message_bytes / 1024),
         };
         format!(
             "# data dir: {}\n{}",

@@ -76,6 +76,10 @@ const DISCOVERY_MIN_GAP: Duration = Duration::from_secs(2);
 /// at once after joining an org or linking to a bootstrap peer.
 const PROVIDE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// A restarted storing node republishes what it holds this long after start, once it has
+/// had time to reconnect.
+const REPUBLISH_AFTER_START: Duration = Duration::from_secs(10);
+
 /// First redial delay for an org member whose connection was lost; doubles up to the maximum.
 /// Short, so that two sides of a healed partition find each other again within seconds.
 const REDIAL_BACKOFF_START: Duration = Duration::from_secs(1);
@@ -325,6 +329,7 @@ struct Node {
     /// Org members whose connection was lost, and when to redial them.
     lost_members: HashMap<PeerId, Redial>,
     storage: storage::Storage,
+    republish_at: Option<Instant>,
     next_discovery: Instant,
     discovery_backoff: Duration,
     last_discovery: Option<Instant>,
@@ -479,6 +484,7 @@ pub async fn start(
         known_addrs: HashMap::new(),
         lost_members: HashMap::new(),
         storage: storage::Storage::new(config.store),
+        republish_at: Some(now + REPUBLISH_AFTER_START),
         next_discovery: now,
         discovery_backoff: DISCOVERY_BACKOFF_START,
         last_discovery: None,
@@ -568,6 +574,10 @@ impl Node {
         self.drive_bootstraps(now);
         self.ensure_rep_connections();
         self.redial_lost_members(now);
+        if self.republish_at.is_some_and(|at| now >= at) {
+            self.republish_at = None;
+            self.republish_held_records();
+        }
         if now >= self.next_discovery {
             self.discover_members(now);
             self.next_discovery = now + self.discovery_backoff;

@@ -195,6 +195,36 @@ impl Node {
         Ok(self.store_status())
     }
 
+    /// Re-puts every record this node holds to the storing nodes closest to its key: done once
+    /// shortly after start, so a restarted node restores replication at once rather than at the
+    /// next periodic round.
+    pub(super) fn republish_held_records(&mut self) {
+        if !self.storage.on {
+            return;
+        }
+        let records = match self.kad_store().all_records() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list records to republish");
+                return;
+            }
+        };
+        let n = records.len();
+        for record in records {
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .store_kad
+                .put_record(record, Quorum::One)
+            {
+                tracing::debug!(error = %e, "record not republished");
+            }
+        }
+        if n > 0 {
+            tracing::info!(records = n, "republished held records");
+        }
+    }
+
     /// Logs a delivered or sent message when opted in.
     pub(super) fn log_message(&mut self, org: &OrgName, envelope: &Envelope) {
         if !self.storage.on {
