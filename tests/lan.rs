@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::lab::{Lab, lab_available};
+use crate::lab::{Lab, lab_available, new_lab};
 
 /// Generous: the lab must not flake on a loaded 2-core machine. Speed is measured by
 /// borg-bench, not asserted here.
@@ -37,7 +37,7 @@ fn lan_five_hosts_discover_each_other_and_chat() {
     if !lab_available() {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.add_lan(1);
     let hosts: Vec<_> = (1..=5).map(|h| lab.add_host(1, h)).collect();
     let start = Instant::now();
@@ -92,7 +92,7 @@ fn lan_two_lans_joined_by_one_bootstrap_become_one_mesh() {
     if !lab_available() {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.add_lan(1);
     lab.add_lan(2);
     let a: Vec<_> = (1..=3).map(|h| lab.add_host(1, h)).collect();
@@ -171,7 +171,7 @@ fn lan_bad_starts_fail_clearly() {
     if !lab_available() {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.add_lan(1);
     let h1 = lab.add_host(1, 1);
     let h2 = lab.add_host(1, 2);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::lab::{Lab, lab_available};
+use crate::lab::{Lab, lab_available, new_lab};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -19,7 +19,7 @@ fn unix_ms() -> u64 {
 /// Starts `n` hosts on LAN 1, each running a node in `orgs`; waits for one agreed rep of the
 /// first org. Returns the lab, the node indices and the agreed rep's index.
 fn org_of(n: u8, org: &str) -> (Lab, Vec<usize>, usize) {
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.add_lan(1);
     let hosts: Vec<_> = (1..=n).map(|h| lab.add_host(1, h)).collect();
     let nodes: Vec<usize> = hosts
@@ -178,7 +178,7 @@ fn reps_two_children_and_a_parent() {
     if !lab_available() {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.add_lan(1);
     let hosts: Vec<_> = (1..=6).map(|h| lab.add_host(1, h)).collect();
     let a: Vec<usize> = hosts[..3]

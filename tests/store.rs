@@ -9,13 +9,13 @@ use std::{
 
 use serde_json::Value;
 
-use crate::lab::{Lab, lab_available};
+use crate::lab::{Lab, lab_available, new_lab};
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
 /// `n` hosts on one LAN, each running a storing node in org `org`, all connected.
 fn storing_org(n: u8, org: &str) -> (Lab, Vec<usize>) {
-    let mut lab = Lab::new();
+    let mut lab = new_lab();
     lab.add_lan(1);
     let hosts: Vec<_> = (1..=n).map(|h| lab.add_host(1, h)).collect();
     let nodes: Vec<usize> = hosts
