@@ -27,6 +27,39 @@ use serde_json::Value;
 
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Processes and directories of this process's labs, for [`emergency_cleanup`].
+static SPAWNED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn track_pid(pid: u32) {
+    if let Ok(mut pids) = SPAWNED.lock() {
+        pids.push(pid);
+    }
+}
+
+/// Kills every process this process's labs started, deletes their namespaces and temporary
+/// directories. For a signal handler: the labs' `Drop` does not run when the process is ended.
+pub fn emergency_cleanup() {
+    if let Ok(pids) = SPAWNED.lock() {
+        for pid in pids.iter() {
+            let _ = run("kill", &["-9", &pid.to_string()]);
+        }
+    }
+    let me = format!("bl{}x", std::process::id());
+    let out = run("ip", &["netns", "list"]);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if name.starts_with(&me) {
+            delete_namespace(name);
+        }
+    }
+    if let Ok(dirs) = TEMP_DIRS.lock() {
+        for d in dirs.iter() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 /// Labs run one at a time: the processes of two labs at once would overload a 2-core machine.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
@@ -168,8 +201,14 @@ fn collect(reader: impl std::io::Read + Send + 'static) -> Lines {
 }
 
 /// An emulated network of LANs and hosts.
+///
+/// Without root ([`Lab::loopback`]) there are no namespaces: every "host" is this machine,
+/// nodes listen on 127.0.0.1 with mDNS off and bootstrap to the first node, and a silent cut is
+/// emulated by stopping the process (SIGSTOP: the kernel keeps its connections open, nothing
+/// answers).
 pub struct Lab {
     bin: PathBuf,
+    loopback: bool,
     prefix: String,
     namespaces: Vec<String>,
     /// The nodes started so far, by index.
@@ -184,14 +223,31 @@ impl Lab {
         let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         remove_stale_namespaces();
         let n = LAB_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        if let Ok(mut dirs) = TEMP_DIRS.lock() {
+            dirs.push(tmp.path().to_owned());
+        }
         Self {
             bin,
+            loopback: false,
             prefix: format!("bl{}x{n}", std::process::id()),
             namespaces: Vec::new(),
             nodes: Vec::new(),
-            tmp: tempfile::tempdir().expect("temp dir"),
+            tmp,
             _guard: guard,
         }
+    }
+
+    /// A lab on loopback, for machines where namespaces cannot be made.
+    pub fn loopback(bin: PathBuf) -> Self {
+        let mut lab = Self::new(bin);
+        lab.loopback = true;
+        lab
+    }
+
+    /// Whether this lab runs on loopback rather than in namespaces.
+    pub fn is_loopback(&self) -> bool {
+        self.loopback
     }
 
     fn ns_name(&self, name: &str) -> String {
@@ -208,6 +264,9 @@ impl Lab {
 
     /// Creates LAN number `lan` (its bridge namespace).
     pub fn add_lan(&mut self, lan: u8) {
+        if self.loopback {
+            return;
+        }
         let ns = self.add_ns(&format!("lan{lan}"));
         must("ip", &["-n", &ns, "link", "add", "br0", "type", "bridge"]);
         must("ip", &["-n", &ns, "link", "set", "br0", "up"]);
@@ -234,6 +293,14 @@ impl Lab {
 
     /// Adds host `host` to LAN `lan`, at 10.201.<lan>.<host>.
     pub fn add_host(&mut self, lan: u8, host: u8) -> Host {
+        if self.loopback {
+            return Host {
+                ns: format!("{}-h{lan}-{host}", self.prefix),
+                ip: "127.0.0.1".into(),
+                bridge_ns: String::new(),
+                port: String::new(),
+            };
+        }
         let ns = self.add_ns(&format!("h{lan}-{host}"));
         let ip = format!("10.201.{lan}.{host}");
         let port = format!("p{host}");
@@ -327,35 +394,75 @@ impl Lab {
         }
     }
 
-    /// Starts `borg-node run <extra>` on `host` with its own data dir; returns the node index.
+    /// Starts `borg-node run <extra>` on `host` with its own data dir and waits until it
+    /// answers; returns the node index.
     pub fn start_node(&mut self, host: &Host, extra: &[&str]) -> usize {
+        let i = self.spawn_node(host, extra);
+        self.wait_ready(i);
+        i
+    }
+
+    /// Starts `borg-node run <extra>` on `host` without waiting for it; see
+    /// [`Lab::wait_ready`].
+    pub fn spawn_node(&mut self, host: &Host, extra: &[&str]) -> usize {
         let data_dir = self.data_dir(host);
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.ns])
-            .arg(&self.bin)
+        let mut command = if self.loopback {
+            Command::new(&self.bin)
+        } else {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &host.ns]).arg(&self.bin);
+            c
+        };
+        command
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("run")
-            .args(extra)
+            .args(extra);
+        if self.loopback {
+            command.args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+            if let Some(first) = self.nodes.first().filter(|n| !n.peer_id.is_empty()) {
+                let seed = self
+                    .try_cli_json_dir(&first.data_dir, &["status"])
+                    .and_then(|s| s["dial_addrs"][0].as_str().map(str::to_owned));
+                if let Some(seed) = seed {
+                    command.args(["--bootstrap", &seed]);
+                }
+            }
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn borg-node run");
+        track_pid(child.id());
         self.nodes.push(NodeProc {
             host: host.clone(),
             data_dir,
             child: Some(child),
             peer_id: String::new(),
         });
-        let i = self.nodes.len() - 1;
+        self.nodes.len() - 1
+    }
+
+    /// Waits until node `i` answers `status`, and records its peer id.
+    pub fn wait_ready(&mut self, i: usize) {
         let status = self.wait_for(Duration::from_secs(30), "node answers status", |lab| {
             lab.try_cli_json(i, &["status"])
         });
         self.nodes[i].peer_id = status["peer_id"].as_str().unwrap_or_default().to_owned();
-        i
+    }
+
+    /// Restarts stopped node `i` on its host with its data dir and `extra`; waits until it
+    /// answers. The node keeps its index.
+    pub fn restart_node(&mut self, i: usize, extra: &[&str]) {
+        let host = self.nodes[i].host.clone();
+        let j = self.spawn_node(&host, extra);
+        let node = self.nodes.remove(j);
+        self.nodes[i] = node;
+        self.wait_ready(i);
     }
 
     /// The node's log so far.
@@ -373,6 +480,20 @@ impl Lab {
             .stdin(Stdio::null())
             .output()
             .expect("run borg-node cli")
+    }
+
+    fn try_cli_json_dir(&self, data_dir: &Path, args: &[&str]) -> Option<Value> {
+        let out = Command::new(&self.bin)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())?
     }
 
     /// `cli(i, args + --json)` parsed, or `None` if it failed.
@@ -462,6 +583,10 @@ impl Lab {
     /// Silently cuts `host` off its LAN: its bridge port stops forwarding, the link stays up
     /// (no carrier change, no FIN): a dead link.
     pub fn cut(&self, host: &Host) {
+        if self.loopback {
+            self.signal_host(host, "-STOP");
+            return;
+        }
         must(
             "ip",
             &[
@@ -475,6 +600,37 @@ impl Lab {
                 &host.port,
                 "state",
                 "0",
+            ],
+        );
+    }
+
+    fn signal_host(&self, host: &Host, signal: &str) {
+        for node in self.nodes.iter().filter(|n| n.host.ns == host.ns) {
+            if let Some(child) = &node.child {
+                must("kill", &[signal, &child.id().to_string()]);
+            }
+        }
+    }
+
+    /// Undoes [`Lab::cut`]: the port forwards again.
+    pub fn uncut(&self, host: &Host) {
+        if self.loopback {
+            self.signal_host(host, "-CONT");
+            return;
+        }
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &host.bridge_ns,
+                "bridge",
+                "link",
+                "set",
+                "dev",
+                &host.port,
+                "state",
+                "3",
             ],
         );
     }
@@ -597,6 +753,9 @@ impl Drop for Lab {
         }
         for ns in self.namespaces.iter().rev() {
             delete_namespace(ns);
+        }
+        if let Ok(mut dirs) = TEMP_DIRS.lock() {
+            dirs.retain(|d| d != self.tmp.path());
         }
     }
 }

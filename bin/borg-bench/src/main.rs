@@ -1,0 +1,196 @@
+//! borg-bench: measures borg-net against its targets and prints a table.
+//!
+//! - Real `borg-node` processes on an emulated LAN (network namespaces, as root), or on
+//!   loopback with `--bootstrap` when namespaces cannot be made; it says which.
+//! - In-process swarms (memory transport, Noise) for scale.
+//! - Targets are goals, not assertions: a missed target prints `pass = false`.
+//! - Interrupted (SIGINT/SIGTERM), it kills its processes and removes its namespaces and temp
+//!   dirs before exiting.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::Serialize;
+
+mod scenarios;
+
+/// Measures borg-net end to end.
+#[derive(Debug, Parser)]
+#[command(name = "borg-bench", version)]
+struct Args {
+    /// A reduced set that runs in under 3 minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Also write one JSON object per scenario (one per line) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Trials per scenario (default 5; 3 with --quick).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Only these scenarios (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The borg-node executable (default: next to this one).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Largest in-process swarm for the scale scenario.
+    #[arg(long, default_value_t = 1000)]
+    scale_max: usize,
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    scenario: String,
+    nodes: usize,
+    trials: usize,
+    unit: String,
+    median: f64,
+    p95: f64,
+    max: f64,
+    target: String,
+    pass: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+/// Median, 95th and 99th percentile and maximum of `samples` (nearest rank).
+pub fn summary(samples: &[f64]) -> (f64, f64, f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let rank = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+    (rank(0.5), rank(0.95), rank(0.99), s[s.len() - 1])
+}
+
+impl Row {
+    /// A row from samples; `pass` decides from (median, p95, p99, max).
+    pub fn from_samples(
+        scenario: &str,
+        nodes: usize,
+        trials: usize,
+        unit: &str,
+        samples: &[f64],
+        target: &str,
+        pass: impl Fn(f64, f64, f64, f64) -> bool,
+    ) -> Self {
+        let (median, p95, p99, max) = summary(samples);
+        Row {
+            scenario: scenario.into(),
+            nodes,
+            trials,
+            unit: unit.into(),
+            median,
+            p95,
+            max,
+            target: target.into(),
+            pass: !samples.is_empty() && pass(median, p95, p99, max),
+            p99: Some(p99),
+            note: None,
+        }
+    }
+
+    /// With a note.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<18} {:>5} {:>6} {:>9} {:>10} {:>10} {:>10} {:>10}  {:<28} {}",
+        "scenario", "nodes", "trials", "unit", "median", "p95", "p99", "max", "target", "pass"
+    );
+    for r in rows {
+        println!(
+            "{:<18} {:>5} {:>6} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1}  {:<28} {}{}",
+            r.scenario,
+            r.nodes,
+            r.trials,
+            r.unit,
+            r.median,
+            r.p95,
+            r.p99.unwrap_or(f64::NAN),
+            r.max,
+            r.target,
+            if r.pass { "yes" } else { "NO" },
+            r.note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let node_bin = match &args.node_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for the borg-bench executable")?
+            .join("borg-node"),
+    };
+    anyhow::ensure!(
+        node_bin.exists(),
+        "borg-node not found at {} (build it: cargo build --release -p borg-node, or pass --node-bin)",
+        node_bin.display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Clean up on interruption: the labs' Drop would not run.
+    runtime.spawn(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!("borg-bench: interrupted; cleaning up");
+        borg_lab::emergency_cleanup();
+        std::process::exit(130);
+    });
+    let namespaces = borg_lab::lab_possible();
+    println!(
+        "borg-bench: real processes on {}; borg-node = {}",
+        if namespaces {
+            "an emulated LAN (network namespaces, bridge, mDNS)"
+        } else {
+            "loopback with --bootstrap (not root: no namespaces; silent cuts emulated with SIGSTOP)"
+        },
+        node_bin.display()
+    );
+    let plan = scenarios::Plan {
+        node_bin,
+        namespaces,
+        quick: args.quick,
+        trials: args.trials.unwrap_or(if args.quick { 3 } else { 5 }).max(1),
+        only: args.only,
+        scale_max: args.scale_max,
+    };
+    let started = std::time::Instant::now();
+    let rows = scenarios::run_all(&plan, &runtime);
+    println!();
+    print_table(&rows);
+    println!(
+        "\ntotal time {:?}",
+        Duration::from_secs(started.elapsed().as_secs())
+    );
+    if let Some(path) = &args.json {
+        let mut text = String::new();
+        for r in &rows {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,716 @@
+//! The scenarios: each returns rows; a scenario that fails outright returns a row with
+//! `pass = false` and the reason as a note, and the run goes on.
+
+use std::{
+    panic::AssertUnwindSafe,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use borg_lab::Lab;
+use borg_node::{
+    api::{Delivered, PutResult},
+    control::{Client, Request},
+};
+use tokio::runtime::Runtime;
+
+use crate::Row;
+
+/// What to run.
+pub struct Plan {
+    pub node_bin: PathBuf,
+    pub namespaces: bool,
+    pub quick: bool,
+    pub trials: usize,
+    pub only: Vec<String>,
+    pub scale_max: usize,
+}
+
+const ORG: &str = "bench";
+const PATIENCE: Duration = Duration::from_secs(90);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Plan {
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+
+    fn lab(&self) -> Lab {
+        if self.namespaces {
+            Lab::new(self.node_bin.clone())
+        } else {
+            Lab::loopback(self.node_bin.clone())
+        }
+    }
+
+    /// `n` hosts on one LAN, a node on each started together; waits until all are connected
+    /// and agree on a rep. Returns the lab, the nodes, and `unix_ms` just before the start.
+    fn org(&self, n: usize, extra: &[&str]) -> (Lab, Vec<usize>, u64) {
+        let mut lab = self.lab();
+        lab.add_lan(1);
+        let hosts: Vec<_> = (1..=n as u8).map(|h| lab.add_host(1, h)).collect();
+        let mut args = vec!["--org", ORG];
+        args.extend_from_slice(extra);
+        let t0 = unix_ms();
+        let nodes: Vec<usize> = if lab.is_loopback() {
+            // On loopback later nodes need the first one's address to bootstrap.
+            hosts.iter().map(|h| lab.start_node(h, &args)).collect()
+        } else {
+            let nodes: Vec<usize> = hosts.iter().map(|h| lab.spawn_node(h, &args)).collect();
+            for &i in &nodes {
+                lab.wait_ready(i);
+            }
+            nodes
+        };
+        settle(&lab, &nodes);
+        (lab, nodes, t0)
+    }
+}
+
+fn settle(lab: &Lab, nodes: &[usize]) -> (String, u64) {
+    lab.wait_for(PATIENCE, "all connected and agreed on one rep", |lab| {
+        let agreed = lab.agreed_rep(nodes, ORG)?;
+        lab.fully_connected(nodes).then_some(agreed)
+    })
+}
+
+fn guarded(name: &str, nodes: usize, f: impl FnOnce() -> Vec<Row>) -> Vec<Row> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(rows) => rows,
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into());
+            vec![
+                Row::from_samples(name, nodes, 0, "-", &[], "-", |_, _, _, _| false)
+                    .note(format!("failed: {msg}")),
+            ]
+        }
+    }
+}
+
+/// Runs every wanted scenario, printing each row as it completes.
+pub fn run_all(plan: &Plan, rt: &Runtime) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let sizes = |full: &[usize], quick: &[usize]| -> Vec<usize> {
+        if plan.quick {
+            quick.to_vec()
+        } else {
+            full.to_vec()
+        }
+    };
+    let mut push = |new: Vec<Row>| {
+        for r in &new {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+        rows.extend(new);
+    };
+    if plan.wants("lan-discovery") {
+        for n in sizes(&[5, 20], &[5]) {
+            push(guarded("lan-discovery", n, || vec![lan_discovery(plan, n)]));
+        }
+    }
+    for (name, kind) in [
+        ("failover-kill", Loss::Kill),
+        ("failover-silent", Loss::Silent),
+        ("handover", Loss::Handover),
+    ] {
+        if plan.wants(name) {
+            let ns = if kind == Loss::Kill {
+                sizes(&[5, 20], &[5])
+            } else {
+                vec![5]
+            };
+            for n in ns {
+                push(guarded(name, n, || vec![failover(plan, n, kind, name)]));
+            }
+        }
+    }
+    if plan.wants("org-latency") {
+        for receivers in sizes(&[5, 20], &[5]) {
+            push(guarded("org-latency", receivers + 1, || {
+                vec![org_latency(plan, rt, receivers)]
+            }));
+        }
+    }
+    if plan.wants("org-throughput") {
+        push(guarded("org-throughput", 5, || {
+            vec![org_throughput(plan, rt)]
+        }));
+    }
+    if plan.wants("store") {
+        push(guarded("store", 3, || store_latency(plan, rt)));
+    }
+    if plan.wants("durability") {
+        push(guarded("durability", 3, || vec![durability(plan, rt)]));
+    }
+    if plan.wants("idle") {
+        push(guarded("idle", 5, || idle(plan)));
+    }
+    if plan.wants("scale") {
+        let sizes: Vec<usize> = sizes(&[100, 500, 1000], &[30])
+            .into_iter()
+            .filter(|n| *n <= plan.scale_max)
+            .collect();
+        for n in sizes {
+            push(guarded("scale", n, || crate::scenarios::scale(plan, rt, n)));
+        }
+    }
+    rows
+}
+
+fn lan_discovery(plan: &Plan, n: usize) -> Row {
+    let mut samples = Vec::new();
+    for _ in 0..plan.trials {
+        let (lab, nodes, t0) = plan.org(n, &[]);
+        let adopted = nodes
+            .iter()
+            .filter_map(|&i| lab.rep_view(i, ORG).map(|(_, _, since)| since))
+            .max()
+            .unwrap_or(t0);
+        samples.push(adopted.saturating_sub(t0) as f64);
+    }
+    Row::from_samples(
+        "lan-discovery",
+        n,
+        samples.len(),
+        "ms",
+        &samples,
+        "<= 1500 ms",
+        |m, _, _, _| m <= 1500.0,
+    )
+    .note("from starting every process to the last node adopting the agreed rep, all connected")
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    Kill,
+    Silent,
+    Handover,
+}
+
+fn failover(plan: &Plan, n: usize, kind: Loss, name: &str) -> Row {
+    let (mut lab, nodes, _) = plan.org(n, &[]);
+    let args = ["--org", ORG];
+    let mut samples = Vec::new();
+    let mut unpredicted = 0;
+    for _ in 0..plan.trials {
+        let (rep, _) = settle(&lab, &nodes);
+        let rep_i = lab.index_of(&rep).expect("rep is ours");
+        let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep_i).collect();
+        let line = lab
+            .orgs(survivors[0])
+            .and_then(|o| o.into_iter().find(|o| o["org"] == ORG))
+            .and_then(|o| o["succession"].as_array().cloned())
+            .unwrap_or_default();
+        let predicted = line.get(1).and_then(|p| p.as_str()).map(str::to_owned);
+        let host = lab.nodes[rep_i].host.clone();
+        let lost_at = unix_ms();
+        match kind {
+            Loss::Kill => lab.kill(rep_i),
+            Loss::Silent => lab.cut(&host),
+            Loss::Handover => {
+                lab.terminate(rep_i);
+            }
+        }
+        let (new_rep, _) = lab.wait_for(PATIENCE, "survivors agree on a new rep", |lab| {
+            lab.agreed_rep(&survivors, ORG).filter(|(r, _)| *r != rep)
+        });
+        if Some(&new_rep) != predicted.as_ref() {
+            unpredicted += 1;
+        }
+        let took = survivors
+            .iter()
+            .filter_map(|&i| lab.rep_view(i, ORG).map(|(_, _, since)| since))
+            .max()
+            .unwrap_or(lost_at);
+        samples.push(took.saturating_sub(lost_at) as f64);
+        match kind {
+            Loss::Kill | Loss::Handover => lab.restart_node(rep_i, &args),
+            Loss::Silent => lab.uncut(&host),
+        }
+    }
+    let (target, pass): (&str, Box<dyn Fn(f64, f64, f64, f64) -> bool>) = match kind {
+        Loss::Kill => (
+            "median <= 50, max <= 200 ms",
+            Box::new(|m, _, _, x| m <= 50.0 && x <= 200.0),
+        ),
+        Loss::Silent => ("median <= 1000 ms", Box::new(|m, _, _, _| m <= 1000.0)),
+        Loss::Handover => ("<= 50 ms", Box::new(|m, _, _, _| m <= 50.0)),
+    };
+    let mut row = Row::from_samples(name, n, samples.len(), "ms", &samples, target, pass);
+    let note = format!(
+        "until every survivor names the successor (their rep_since_ms); samples {samples:?}"
+    );
+    row = if unpredicted > 0 {
+        row.note(format!(
+            "{note}; {unpredicted} trials chose another than the announced successor"
+        ))
+    } else {
+        row.note(note)
+    };
+    row
+}
+
+/// Subscribes to `ORG` on each data dir; collects (text, latency ms) of messages whose text
+/// starts with `tag`.
+fn collectors(rt: &Runtime, dirs: &[PathBuf]) -> Vec<Arc<Mutex<Vec<(String, f64)>>>> {
+    dirs.iter()
+        .map(|dir| {
+            let sink: Arc<Mutex<Vec<(String, f64)>>> = Arc::default();
+            let out = sink.clone();
+            let client = Client::new(dir);
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            rt.spawn(async move {
+                let _ = client
+                    .stream(
+                        &Request::Subscribe {
+                            org: Some(ORG.into()),
+                        },
+                        move || {
+                            let _ = ready_tx.send(());
+                        },
+                        |item| {
+                            if let Ok(msg) = serde_json::from_value::<Delivered>(item) {
+                                let latency = msg.received_at_ms as f64 - msg.sent_at_ms as f64;
+                                if let Ok(mut v) = out.lock() {
+                                    v.push((msg.text, latency));
+                                }
+                            }
+                            Ok(())
+                        },
+                    )
+                    .await;
+            });
+            let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+            sink
+        })
+        .collect()
+}
+
+async fn send(client: &Client, text: String) -> bool {
+    client
+        .call(&Request::Send {
+            org: ORG.into(),
+            text,
+            up: false,
+        })
+        .await
+        .is_ok()
+}
+
+fn org_latency(plan: &Plan, rt: &Runtime, receivers: usize) -> Row {
+    let (lab, nodes, _) = plan.org(receivers + 1, &[]);
+    let dirs: Vec<PathBuf> = nodes[1..]
+        .iter()
+        .map(|&i| lab.nodes[i].data_dir.clone())
+        .collect();
+    let sinks = collectors(rt, &dirs);
+    let publisher = Client::new(&lab.nodes[nodes[0]].data_dir);
+    let per_trial = if plan.quick { 100 } else { 300 };
+    let rate = 100.0;
+    let padding = "x".repeat(1000);
+    for trial in 0..plan.trials {
+        rt.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            for k in 0..per_trial {
+                tick.tick().await;
+                send(&publisher, format!("t{trial}-{k} {padding}")).await;
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let samples: Vec<f64> = sinks
+        .iter()
+        .flat_map(|s| {
+            s.lock()
+                .map(|v| v.iter().map(|(_, l)| *l).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    let expected = per_trial * plan.trials * receivers;
+    let row = Row::from_samples(
+        "org-latency",
+        receivers + 1,
+        plan.trials,
+        "ms",
+        &samples,
+        "p99 <= 20 ms",
+        |_, _, p99, _| p99 <= 20.0,
+    );
+    row.note(format!(
+        "1 KiB at {rate} msg/s, 1 publisher, {receivers} receivers; {} of {expected} deliveries; ms clock resolution",
+        samples.len()
+    ))
+}
+
+fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
+    let (lab, nodes, _) = plan.org(5, &[]);
+    let dirs: Vec<PathBuf> = nodes[1..]
+        .iter()
+        .map(|&i| lab.nodes[i].data_dir.clone())
+        .collect();
+    let sinks = collectors(rt, &dirs);
+    let publisher = Arc::new(Client::new(&lab.nodes[nodes[0]].data_dir));
+    let padding = Arc::new("x".repeat(1000));
+    let rates = [500usize, 1000, 2000, 5000, 10000];
+    let secs = if plan.quick { 1 } else { 2 };
+    let mut samples = Vec::new();
+    for trial in 0..plan.trials {
+        let mut best = 0.0;
+        for rate in rates {
+            let count = rate * secs;
+            let tag = format!("r{trial}-{rate}-");
+            let started = Instant::now();
+            let sent = rt.block_on(async {
+                // Sixteen senders in parallel, each paced to its share of the rate.
+                let mut tasks = Vec::new();
+                for w in 0..16 {
+                    let publisher = publisher.clone();
+                    let (tag, padding) = (tag.clone(), padding.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let share = count / 16 + usize::from(w < count % 16);
+                        let period = Duration::from_secs_f64(16.0 / rate as f64);
+                        let mut tick = tokio::time::interval(period);
+                        let mut ok = 0;
+                        for k in 0..share {
+                            tick.tick().await;
+                            if send(&publisher, format!("{tag}{w}-{k} {padding}")).await {
+                                ok += 1;
+                            }
+                        }
+                        ok
+                    }));
+                }
+                let mut ok = 0;
+                for t in tasks {
+                    ok += t.await.unwrap_or(0);
+                }
+                ok
+            });
+            let achieved = sent as f64 / started.elapsed().as_secs_f64();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let delivered_all = loop {
+                let all = sinks.iter().all(|s| {
+                    s.lock()
+                        .map(|v| v.iter().filter(|(t, _)| t.starts_with(&tag)).count() >= sent)
+                        .unwrap_or(false)
+                });
+                if all || Instant::now() > deadline {
+                    break all;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            if !delivered_all || sent < count {
+                break;
+            }
+            best = achieved.min(rate as f64);
+        }
+        samples.push(best);
+    }
+    Row::from_samples(
+        "org-throughput",
+        5,
+        samples.len(),
+        "msg/s",
+        &samples,
+        ">= 5000 msg/s",
+        |m, _, _, _| m >= 5000.0,
+    )
+    .note("highest offered rate (500..10000, 1 KiB) delivered to all 4 receivers with zero loss")
+}
+
+fn store_latency(plan: &Plan, rt: &Runtime) -> Vec<Row> {
+    let (lab, nodes, _) = plan.org(3, &["--store"]);
+    let writer = Client::new(&lab.nodes[nodes[0]].data_dir);
+    let reader = Client::new(&lab.nodes[nodes[1]].data_dir);
+    let owner = lab.nodes[nodes[0]].peer_id.clone();
+    let n = if plan.quick { 30 } else { 100 } * plan.trials;
+    let value = hex::encode(vec![7u8; 1024]);
+    let (puts, gets, replicas) = rt.block_on(async {
+        let (mut puts, mut gets, mut replicas) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..n {
+            let started = Instant::now();
+            let r = writer
+                .call(&Request::Put {
+                    name: format!("b{k}"),
+                    data_hex: value.clone(),
+                })
+                .await;
+            if let Ok(v) = r {
+                puts.push(started.elapsed().as_secs_f64() * 1000.0);
+                if let Ok(p) = serde_json::from_value::<PutResult>(v) {
+                    replicas.push(p.replicas);
+                }
+            }
+        }
+        for k in 0..n {
+            let started = Instant::now();
+            if reader
+                .call(&Request::Get {
+                    key: format!("{owner}/b{k}"),
+                })
+                .await
+                .is_ok()
+            {
+                gets.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        (puts, gets, replicas)
+    });
+    let min_replicas = replicas.iter().min().copied().unwrap_or(0);
+    vec![
+        Row::from_samples("store-put", 3, plan.trials, "ms", &puts, "p50 <= 20 ms", |m, _, _, _| m <= 20.0)
+            .note(format!("1 KiB, replication 3, until acknowledged; {} of {n} ok; fewest replicas {min_replicas}", puts.len())),
+        Row::from_samples("store-get", 3, plan.trials, "ms", &gets, "p50 <= 20 ms", |m, _, _, _| m <= 20.0)
+            .note(format!("from a node that does not hold it locally first; {} of {n} ok", gets.len())),
+    ]
+}
+
+fn durability(plan: &Plan, rt: &Runtime) -> Row {
+    let per_trial = if plan.quick { 50 } else { 200 };
+    let mut samples = Vec::new();
+    let mut acked_total = 0;
+    for trial in 0..plan.trials {
+        let (mut lab, nodes, _) = plan.org(3, &["--store"]);
+        let writer = Client::new(&lab.nodes[nodes[0]].data_dir);
+        let acked: Vec<String> = rt.block_on(async {
+            let mut acked = Vec::new();
+            for k in 0..per_trial {
+                let name = format!("d{trial}-{k}");
+                let data_hex = hex::encode(format!("value {k}"));
+                if writer
+                    .call(&Request::Put {
+                        name: name.clone(),
+                        data_hex,
+                    })
+                    .await
+                    .is_ok()
+                {
+                    acked.push(name);
+                }
+            }
+            acked
+        });
+        acked_total += acked.len();
+        for &i in &nodes {
+            lab.kill(i);
+        }
+        for &i in &nodes {
+            lab.restart_node(i, &["--org", ORG, "--store"]);
+        }
+        let reader = Client::new(&lab.nodes[nodes[0]].data_dir);
+        let lost = rt.block_on(async {
+            let mut lost = 0;
+            for name in &acked {
+                let k = &name[name.find('-').map_or(0, |p| p + 1)..];
+                let want = format!("value {k}");
+                match reader.call(&Request::Get { key: name.clone() }).await {
+                    Ok(v) if v["data"].as_str() == Some(hex::encode(&want).as_str()) => {}
+                    _ => lost += 1,
+                }
+            }
+            lost
+        });
+        samples.push(lost as f64);
+    }
+    Row::from_samples(
+        "durability",
+        3,
+        samples.len(),
+        "records",
+        &samples,
+        "0 lost",
+        |_, _, _, x| x == 0.0,
+    )
+    .note(format!(
+        "{acked_total} acknowledged puts, then kill -9 of all 3 nodes and a restart"
+    ))
+}
+
+fn proc_rss_kib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn proc_cpu_ticks(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn idle(plan: &Plan) -> Vec<Row> {
+    let (lab, nodes, _) = plan.org(5, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let window = Duration::from_secs(if plan.quick { 5 } else { 10 });
+    let pids: Vec<u32> = nodes.iter().filter_map(|&i| lab.pid(i)).collect();
+    let before: Vec<f64> = pids.iter().filter_map(|&p| proc_cpu_ticks(p)).collect();
+    std::thread::sleep(window);
+    let after: Vec<f64> = pids.iter().filter_map(|&p| proc_cpu_ticks(p)).collect();
+    // Clock ticks are 1/100 s on Linux.
+    let cpu: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a - b) / 100.0 / window.as_secs_f64() * 100.0)
+        .collect();
+    let rss: Vec<f64> = pids
+        .iter()
+        .filter_map(|&p| proc_rss_kib(p))
+        .map(|k| k / 1024.0)
+        .collect();
+    vec![
+        Row::from_samples("idle-rss", 5, 1, "MiB", &rss, "<= 20 MiB", |_, _, _, x| {
+            x <= 20.0
+        })
+        .note("RSS of each node of an idle 5-node org"),
+        Row::from_samples("idle-cpu", 5, 1, "% core", &cpu, "<= 1 %", |_, _, _, x| {
+            x <= 1.0
+        })
+        .note(format!("CPU of each node over {window:?}")),
+    ]
+}
+
+/// In-process: `n` nodes over the memory transport (Noise) in this process.
+pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
+    use borg_node::{
+        behaviour::TransportKind,
+        config::{Config, Layer},
+        node,
+    };
+    let me = std::process::id();
+    let rss_before = proc_rss_kib(me).unwrap_or(0.0);
+    let tmp = std::env::temp_dir().join(format!("borg-bench-scale-{me}-{n}"));
+    let started = Instant::now();
+    let limit = Duration::from_secs(if plan.quick { 120 } else { 300 });
+    let config = |i: usize, seed: Option<String>| {
+        Config::resolve(
+            tmp.join(i.to_string()),
+            Layer {
+                listen: Some(vec!["/memory/0".into()]),
+                bootstrap: Some(seed.into_iter().collect()),
+                orgs: Some(vec![ORG.into()]),
+                mdns: Some(false),
+                ping_interval_ms: Some(1_000),
+                ping_timeout_ms: Some(4_000),
+                election_silence_timeout_ms: Some(5_000),
+                ..Layer::default()
+            },
+        )
+    };
+    let outcome = rt.block_on(async {
+        let mut nodes = Vec::new();
+        let first = node::start(
+            libp2p::identity::Keypair::generate_ed25519(),
+            config(0, None).map_err(|e| e.to_string())?,
+            TransportKind::Memory,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let seed = first.status().await.map_err(|e| e.to_string())?.dial_addrs[0].clone();
+        nodes.push(first);
+        for i in 1..n {
+            // Stop before the machine runs out of memory.
+            if proc_rss_kib(me).unwrap_or(0.0) > 16.0 * 1024.0 * 1024.0 {
+                return Err(format!("stopped at {i} nodes: 16 GiB of memory used"));
+            }
+            let c = config(i, Some(seed.clone())).map_err(|e| e.to_string())?;
+            nodes.push(
+                node::start(
+                    libp2p::identity::Keypair::generate_ed25519(),
+                    c,
+                    TransportKind::Memory,
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        loop {
+            if started.elapsed() > limit {
+                let rss = proc_rss_kib(me).unwrap_or(0.0);
+                for n in &nodes {
+                    n.abort();
+                }
+                return Err(format!(
+                    "no agreement within {limit:?} ({:.1} MiB per node)",
+                    (rss - rss_before) / 1024.0 / n as f64
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut view = None;
+            let mut agreed = true;
+            for node in &nodes {
+                let Ok(orgs) = node.orgs().await else {
+                    agreed = false;
+                    break;
+                };
+                let v = orgs
+                    .into_iter()
+                    .find(|o| o.org == ORG)
+                    .and_then(|o| o.rep.map(|r| (r, o.term)));
+                if v.is_none() || (view.is_some() && view != v) {
+                    agreed = false;
+                    break;
+                }
+                view = v;
+            }
+            if agreed {
+                let rss = proc_rss_kib(me).unwrap_or(0.0);
+                for n in &nodes {
+                    n.abort();
+                }
+                return Ok((started.elapsed(), (rss - rss_before) / 1024.0 / n as f64));
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    match outcome {
+        Ok((took, mib)) => vec![
+            Row::from_samples(
+                "scale-agree",
+                n,
+                1,
+                "s",
+                &[took.as_secs_f64()],
+                "<= 20 s at 1000",
+                |m, _, _, _| m <= 20.0,
+            )
+            .note("in-process, from the first start to one agreed rep"),
+            Row::from_samples(
+                "scale-memory",
+                n,
+                1,
+                "MiB/node",
+                &[mib],
+                "<= 4 MiB per node",
+                |m, _, _, _| m <= 4.0,
+            ),
+        ],
+        Err(e) => vec![
+            Row::from_samples(
+                "scale-agree",
+                n,
+                1,
+                "s",
+                &[],
+                "<= 20 s at 1000",
+                |_, _, _, _| false,
+            )
+            .note(e),
+        ],
+    }
+}
