@@ -471,7 +471,10 @@ fn store_latency(plan: &Plan, rt: &Runtime) -> Vec<Row> {
         Row::from_samples("store-put", 3, plan.trials, "ms", &puts, "p50 <= 20 ms", |m, _, _, _| m <= 20.0)
             .note(format!("1 KiB, replication 3, until acknowledged; {} of {n} ok; fewest replicas {min_replicas}", puts.len())),
         Row::from_samples("store-get", 3, plan.trials, "ms", &gets, "p50 <= 20 ms", |m, _, _, _| m <= 20.0)
-            .note(format!("from a node that does not hold it locally first; {} of {n} ok", gets.len())),
+            .note(format!(
+                "from another node (with 3 storing nodes and replication 3 it holds a copy); {} of {n} ok",
+                gets.len()
+            )),
     ]
 }
 
