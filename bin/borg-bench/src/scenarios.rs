@@ -364,6 +364,7 @@ fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
     let rates = [500usize, 1000, 2000, 5000, 10000];
     let secs = if plan.quick { 1 } else { 2 };
     let mut samples = Vec::new();
+    let mut limits = Vec::new();
     for trial in 0..plan.trials {
         let mut best = 0.0;
         for rate in rates {
@@ -410,6 +411,18 @@ fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
                 std::thread::sleep(Duration::from_millis(100));
             };
             if !delivered_all || sent < count {
+                let fewest = sinks
+                    .iter()
+                    .map(|s| {
+                        s.lock()
+                            .map(|v| v.iter().filter(|(t, _)| t.starts_with(&tag)).count())
+                            .unwrap_or(0)
+                    })
+                    .min()
+                    .unwrap_or(0);
+                limits.push(format!(
+                    "at {rate}/s: {sent} of {count} sent ({achieved:.0}/s achieved), fewest delivered {fewest}"
+                ));
                 break;
             }
             best = achieved.min(rate as f64);
@@ -425,7 +438,10 @@ fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
         ">= 5000 msg/s",
         |m, _, _, _| m >= 5000.0,
     )
-    .note("highest offered rate (500..10000, 1 KiB) delivered to all 4 receivers with zero loss")
+    .note(format!(
+        "highest offered rate (500..10000, 1 KiB) delivered to all 4 receivers with zero loss; limits: {}",
+        limits.join("; ")
+    ))
 }
 
 fn store_latency(plan: &Plan, rt: &Runtime) -> Vec<Row> {
@@ -548,6 +564,15 @@ fn proc_rss_kib(pid: u32) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+fn proc_anonymous_kib(pid: u32) -> Option<f64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Anonymous:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
 fn proc_cpu_ticks(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
@@ -576,11 +601,19 @@ fn idle(plan: &Plan) -> Vec<Row> {
         .filter_map(|&p| proc_rss_kib(p))
         .map(|k| k / 1024.0)
         .collect();
+    let private: Vec<f64> = pids
+        .iter()
+        .filter_map(|&p| proc_anonymous_kib(p))
+        .map(|k| k / 1024.0)
+        .collect();
+    let (private_median, ..) = crate::summary(&private);
     vec![
         Row::from_samples("idle-rss", 5, 1, "MiB", &rss, "<= 20 MiB", |_, _, _, x| {
             x <= 20.0
         })
-        .note("RSS of each node of an idle 5-node org"),
+        .note(format!(
+            "RSS of each node of an idle 5-node org; private (anonymous) memory median {private_median:.1} MiB, the rest is the executable's pages, shared between nodes"
+        )),
         Row::from_samples("idle-cpu", 5, 1, "% core", &cpu, "<= 1 %", |_, _, _, x| {
             x <= 1.0
         })

@@ -96,7 +96,7 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
 
 /// Messages (and events) buffered per subscriber; a subscriber that falls further behind is
 /// told how many it missed rather than slowing the node down.
-const SUBSCRIBER_BUFFER: usize = 1024;
+const SUBSCRIBER_BUFFER: usize = 8192;
 
 /// Commands queued from handles before senders wait.
 const COMMAND_QUEUE: usize = 64;
