@@ -583,56 +583,37 @@ impl Lab {
     /// Silently cuts `host` off its LAN: its bridge port stops forwarding, the link stays up
     /// (no carrier change, no FIN): a dead link.
     pub fn cut(&self, host: &Host) {
-        if self.loopback {
-            self.signal_host(host, "-STOP");
-            return;
-        }
-        must(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &host.bridge_ns,
-                "bridge",
-                "link",
-                "set",
-                "dev",
-                &host.port,
-                "state",
-                "0",
-            ],
-        );
-    }
-
-    fn signal_host(&self, host: &Host, signal: &str) {
-        for node in self.nodes.iter().filter(|n| n.host.ns == host.ns) {
-            if let Some(child) = &node.child {
-                must("kill", &[signal, &child.id().to_string()]);
-            }
-        }
+        self.set_port_state(host, "0", "-STOP");
     }
 
     /// Undoes [`Lab::cut`]: the port forwards again.
     pub fn uncut(&self, host: &Host) {
+        self.set_port_state(host, "3", "-CONT");
+    }
+
+    /// Sets `host`'s bridge port to STP `state` (0 disabled, 3 forwarding); on loopback, sends
+    /// its processes `signal` instead.
+    fn set_port_state(&self, host: &Host, state: &str, signal: &str) {
         if self.loopback {
-            self.signal_host(host, "-CONT");
+            for node in self.nodes.iter().filter(|n| n.host.ns == host.ns) {
+                if let Some(child) = &node.child {
+                    must("kill", &[signal, &child.id().to_string()]);
+                }
+            }
             return;
         }
-        must(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &host.bridge_ns,
-                "bridge",
-                "link",
-                "set",
-                "dev",
-                &host.port,
-                "state",
-                "3",
-            ],
-        );
+        let bridge = [
+            "netns",
+            "exec",
+            &host.bridge_ns,
+            "bridge",
+            "link",
+            "set",
+            "dev",
+        ];
+        let mut args = bridge.to_vec();
+        args.extend([host.port.as_str(), "state", state]);
+        must("ip", &args);
     }
 
     /// Moves `host`'s bridge port to bridge `bridge` of its LAN (created if needed): hosts on

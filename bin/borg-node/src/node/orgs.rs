@@ -138,7 +138,7 @@ impl Node {
         let Some(mut state) = self.orgs.remove(org) else {
             return false;
         };
-        let goodbye = encode_announcement(&state.election.leave());
+        let goodbye = encode_announcement(&state.election.leave(Instant::now()));
         let behaviour = self.swarm.behaviour_mut();
         if let Err(e) = behaviour
             .gossipsub

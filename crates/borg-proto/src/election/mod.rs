@@ -435,17 +435,23 @@ impl<P: Ord + Clone + Debug> Election<P> {
 
     /// This member leaves the org: returns the goodbye to publish. A rep's goodbye carries its
     /// line of succession, so the org hands over without waiting for a timeout.
-    pub fn leave(&mut self) -> Announcement<P> {
+    pub fn leave(&mut self, now: Instant) -> Announcement<P> {
+        self.announcement(AnnouncementKind::Leaving, now)
+    }
+
+    /// The next announcement of this member: its view, and the line of succession if it is
+    /// the rep.
+    fn announcement(&mut self, kind: AnnouncementKind, now: Instant) -> Announcement<P> {
         self.seq += 1;
         Announcement {
-            kind: AnnouncementKind::Leaving,
+            kind,
             incarnation: self.incarnation,
             seq: self.seq,
             score: self.score(),
             term: self.term,
             rep: self.rep.clone(),
             reason: self.reason,
-            rep_reachable: self.reaches_rep(Instant::now()),
+            rep_reachable: self.reaches_rep(now),
             succession: if self.am_rep() {
                 self.succession.clone()
             } else {
@@ -655,23 +661,8 @@ impl<P: Ord + Clone + Debug> Election<P> {
     fn announce(&mut self, now: Instant) {
         self.announce_now = false;
         self.next_heartbeat = now + self.heartbeat();
-        self.seq += 1;
-        let succession = if self.am_rep() {
-            self.succession.clone()
-        } else {
-            Vec::new()
-        };
-        self.outputs.push_back(Output::Announce(Announcement {
-            kind: AnnouncementKind::State,
-            incarnation: self.incarnation,
-            seq: self.seq,
-            score: self.score(),
-            term: self.term,
-            rep: self.rep.clone(),
-            reason: self.reason,
-            rep_reachable: self.reaches_rep(now),
-            succession,
-        }));
+        let announcement = self.announcement(AnnouncementKind::State, now);
+        self.outputs.push_back(Output::Announce(announcement));
     }
 }
 

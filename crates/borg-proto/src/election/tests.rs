@@ -140,7 +140,8 @@ impl Sim {
     }
 
     fn leave(&mut self, i: u32) {
-        let bye = self.node(i).leave();
+        let now = self.now;
+        let bye = self.node(i).leave(now);
         self.broadcast(i, bye);
         // The goodbye reaches the others before the connection closes, as over one stream.
         self.run_for(20 * MS);
