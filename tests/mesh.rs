@@ -305,3 +305,47 @@ async fn store_replicates_across_opted_in_nodes_and_survives_holders_dying() {
     .await;
     assert_eq!(got.data, b"meeting at 7");
 }
+
+/// A node in 150 orgs (300 gossipsub topics, past gossipsub's default limit of 100 per peer)
+/// still exchanges messages in all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_topics_do_not_break_subscriptions() {
+    use borg_node::config::Layer;
+
+    use crate::util::memory_node_with;
+
+    let orgs: Vec<String> = (0..150).map(|i| format!("org-{i}")).collect();
+    let org_refs: Vec<&str> = orgs.iter().map(String::as_str).collect();
+    // Slow heartbeats: 150 elections per node would otherwise be most of this test's load.
+    let quiet = || Layer {
+        election_heartbeat_ms: Some(2_000),
+        election_silence_timeout_ms: Some(10_000),
+        ..Layer::default()
+    };
+    let a = memory_node_with(&org_refs, &[], quiet()).await;
+    let seed = a.status().await.unwrap().dial_addrs[0].clone();
+    let b = memory_node_with(&org_refs, std::slice::from_ref(&seed), quiet()).await;
+    let mut rx = b.subscribe();
+    for name in ["org-0", "org-77", "org-149"] {
+        let org = OrgName::new(name).unwrap();
+        let sent = eventually(Duration::from_secs(60), "a can publish in the org", || {
+            let (a, org) = (a.clone(), org.clone());
+            async move { a.send(org, format!("hello {name}"), false).await.ok() }
+        })
+        .await;
+        let got = loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("delivered")
+                .unwrap();
+            if m.id == sent.id {
+                break m;
+            }
+        };
+        assert_eq!(got.org, name);
+    }
+    let peers = a.peers().await.unwrap();
+    assert_eq!(peers[0].orgs.len(), 150, "a sees b in all 150 orgs");
+    a.shutdown().await;
+    b.shutdown().await;
+}
