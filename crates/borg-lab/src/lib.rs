@@ -80,6 +80,11 @@ fn must(cmd: &str, args: &[&str]) {
     );
 }
 
+/// Holds the lab lock without a lab: for a test too heavy to run beside the lab's processes.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether network namespaces can be made here (root and iproute2).
 pub fn lab_possible() -> bool {
     unsafe_geteuid() == 0 && Command::new("ip").arg("-V").output().is_ok()
