@@ -120,6 +120,8 @@ async fn join_and_leave_at_run_time() {
 /// 50 nodes elect one rep; when the rep's node stops abruptly, every survivor agrees on one
 /// successor from the line the rep had announced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The guard excludes other *tests* (threads), never another task of this runtime.
+#[allow(clippy::await_holding_lock)]
 async fn fifty_nodes_elect_one_rep_and_survive_its_loss() {
     const N: usize = 50;
     // 50 nodes in one process saturate two cores: run alone, not beside the LAN lab.

@@ -104,8 +104,8 @@ impl Row {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<18} {:>5} {:>6} {:>9} {:>10} {:>10} {:>10} {:>10}  {:<28} {}",
-        "scenario", "nodes", "trials", "unit", "median", "p95", "p99", "max", "target", "pass"
+        "{:<18} {:>5} {:>6} {:>9} {:>10} {:>10} {:>10} {:>10}  {:<28} pass",
+        "scenario", "nodes", "trials", "unit", "median", "p95", "p99", "max", "target"
     );
     for r in rows {
         println!(

@@ -238,7 +238,7 @@ fn failover(plan: &Plan, n: usize, kind: Loss, name: &str) -> Row {
             Loss::Silent => lab.uncut(&host),
         }
     }
-    let (target, pass): (&str, Box<dyn Fn(f64, f64, f64, f64) -> bool>) = match kind {
+    let (target, pass): (&str, Box<PassRule>) = match kind {
         Loss::Kill => (
             "median <= 50, max <= 200 ms",
             Box::new(|m, _, _, x| m <= 50.0 && x <= 200.0),
@@ -260,12 +260,17 @@ fn failover(plan: &Plan, n: usize, kind: Loss, name: &str) -> Row {
     row
 }
 
-/// Subscribes to `ORG` on each data dir; collects (text, latency ms) of messages whose text
-/// starts with `tag`.
-fn collectors(rt: &Runtime, dirs: &[PathBuf]) -> Vec<Arc<Mutex<Vec<(String, f64)>>>> {
+/// Decides `pass` from (median, p95, p99, max).
+type PassRule = dyn Fn(f64, f64, f64, f64) -> bool;
+
+/// (text, latency ms) of every message one subscriber received.
+type Deliveries = Arc<Mutex<Vec<(String, f64)>>>;
+
+/// Subscribes to `ORG` on each data dir and collects what each receives.
+fn collectors(rt: &Runtime, dirs: &[PathBuf]) -> Vec<Deliveries> {
     dirs.iter()
         .map(|dir| {
-            let sink: Arc<Mutex<Vec<(String, f64)>>> = Arc::default();
+            let sink: Deliveries = Arc::default();
             let out = sink.clone();
             let client = Client::new(dir);
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -52,10 +52,10 @@ impl<K: Hash + Eq + Clone> Seen<K> {
             return false;
         }
         self.order.push_back(key);
-        if self.order.len() > SEEN_CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+        if self.order.len() > SEEN_CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
         true
     }

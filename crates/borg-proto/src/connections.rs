@@ -163,16 +163,16 @@ impl NetworkBehaviour for Behaviour {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(closed) = event {
-            if let Entry::Occupied(mut e) = self.peers.entry(closed.peer_id) {
-                e.get_mut().connections.remove(&closed.connection_id);
-                if e.get().connections.is_empty() {
-                    e.remove();
-                    self.pending
-                        .push_back(ToSwarm::GenerateEvent(Event::PeerDisconnected(
-                            closed.peer_id,
-                        )));
-                }
+        if let FromSwarm::ConnectionClosed(closed) = event
+            && let Entry::Occupied(mut e) = self.peers.entry(closed.peer_id)
+        {
+            e.get_mut().connections.remove(&closed.connection_id);
+            if e.get().connections.is_empty() {
+                e.remove();
+                self.pending
+                    .push_back(ToSwarm::GenerateEvent(Event::PeerDisconnected(
+                        closed.peer_id,
+                    )));
             }
         }
     }

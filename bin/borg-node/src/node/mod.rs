@@ -351,12 +351,12 @@ fn ensure_tcp_port_free(addr: &Multiaddr) -> Result<()> {
             _ => {}
         }
     }
-    if let (Some(ip), Some(port)) = (ip, port) {
-        if port != 0 {
-            TcpListener::bind(SocketAddr::new(ip, port))
-                .map(drop)
-                .with_context(|| format!("cannot listen on {addr}"))?;
-        }
+    if let (Some(ip), Some(port)) = (ip, port)
+        && port != 0
+    {
+        TcpListener::bind(SocketAddr::new(ip, port))
+            .map(drop)
+            .with_context(|| format!("cannot listen on {addr}"))?;
     }
     Ok(())
 }
@@ -599,10 +599,8 @@ impl Node {
         let kad = &mut self.swarm.behaviour_mut().kad;
         for org in self.orgs.keys() {
             let key = kad::RecordKey::new(&org.dht_key());
-            if provide {
-                if let Err(e) = kad.start_providing(key.clone()) {
-                    tracing::warn!(%org, error = %e, "cannot announce org membership");
-                }
+            if provide && let Err(e) = kad.start_providing(key.clone()) {
+                tracing::warn!(%org, error = %e, "cannot announce org membership");
             }
             kad.get_providers(key);
         }
@@ -619,21 +617,21 @@ impl Node {
             let b = &mut self.bootstraps[i];
             match b.state {
                 BootstrapState::Connected => {
-                    if let Some(peer) = b.peer {
-                        if !self.swarm.is_connected(&peer) {
-                            b.state = BootstrapState::Waiting {
-                                until: now + b.backoff,
-                            };
-                        }
+                    if let Some(peer) = b.peer
+                        && !self.swarm.is_connected(&peer)
+                    {
+                        b.state = BootstrapState::Waiting {
+                            until: now + b.backoff,
+                        };
                     }
                 }
                 BootstrapState::Dialing(_) => {}
                 BootstrapState::Waiting { until } if until <= now => {
-                    if let Some(peer) = b.peer {
-                        if self.swarm.is_connected(&peer) {
-                            b.state = BootstrapState::Connected;
-                            continue;
-                        }
+                    if let Some(peer) = b.peer
+                        && self.swarm.is_connected(&peer)
+                    {
+                        b.state = BootstrapState::Connected;
+                        continue;
                     }
                     let opts = match b.peer {
                         Some(peer) => DialOpts::peer_id(peer)
@@ -816,10 +814,10 @@ impl Node {
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            if !matches!(e, DialError::DialPeerConditionFalse(_)) {
-                tracing::debug!(%peer, error = %e, "dial failed");
-            }
+        if let Err(e) = self.swarm.dial(opts)
+            && !matches!(e, DialError::DialPeerConditionFalse(_))
+        {
+            tracing::debug!(%peer, error = %e, "dial failed");
         }
     }
 
@@ -924,34 +922,32 @@ impl Node {
                 peer_id,
                 info,
                 connection_id,
-            }) => {
-                if info.protocols.contains(&KAD_PROTOCOL) {
-                    // A peer's loopback addresses are only reachable from its own host.
-                    let via_loopback = self
-                        .connection_addrs
-                        .get(&connection_id)
-                        .is_some_and(is_loopback);
-                    let usable = info
-                        .listen_addrs
-                        .into_iter()
-                        .filter(|addr| via_loopback || !is_loopback(addr))
-                        .collect();
-                    let usable = prefer_tcp(usable);
-                    let stores = info.protocols.contains(&STORE_PROTOCOL);
-                    for addr in &usable {
+            }) if info.protocols.contains(&KAD_PROTOCOL) => {
+                // A peer's loopback addresses are only reachable from its own host.
+                let via_loopback = self
+                    .connection_addrs
+                    .get(&connection_id)
+                    .is_some_and(is_loopback);
+                let usable = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|addr| via_loopback || !is_loopback(addr))
+                    .collect();
+                let usable = prefer_tcp(usable);
+                let stores = info.protocols.contains(&STORE_PROTOCOL);
+                for addr in &usable {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                    if stores {
                         self.swarm
                             .behaviour_mut()
-                            .kad
+                            .store_kad
                             .add_address(&peer_id, addr.clone());
-                        if stores {
-                            self.swarm
-                                .behaviour_mut()
-                                .store_kad
-                                .add_address(&peer_id, addr.clone());
-                        }
                     }
-                    self.known_addrs.insert(peer_id, usable);
                 }
+                self.known_addrs.insert(peer_id, usable);
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 is_new_peer: true, ..

@@ -398,17 +398,15 @@ impl Node {
             .map(|o| o.name().clone())
             .filter(|c| !visited.contains(c))
             .collect();
-        if envelope.direction() == Direction::Up && envelope.path().is_empty() {
-            if let Some(state) = self.orgs.get(org) {
-                if let Some(parent) = state.spec.parent() {
-                    if state.election.am_rep()
-                        && self.orgs.contains_key(parent)
-                        && !visited.contains(parent)
-                    {
-                        targets.push(parent.clone());
-                    }
-                }
-            }
+        if envelope.direction() == Direction::Up
+            && envelope.path().is_empty()
+            && let Some(state) = self.orgs.get(org)
+            && let Some(parent) = state.spec.parent()
+            && state.election.am_rep()
+            && self.orgs.contains_key(parent)
+            && !visited.contains(parent)
+        {
+            targets.push(parent.clone());
         }
         let mut published = 0;
         for target in targets {
@@ -469,27 +467,27 @@ impl Node {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                if let Verdict::Deliver(envelope) = verdict {
-                    if let Some(org) = OrgName::from_message_topic(message.topic.as_str()) {
-                        self.publish_delivery(&envelope, &org);
-                        self.relay(&envelope, &org);
-                    }
+                if let Verdict::Deliver(envelope) = verdict
+                    && let Some(org) = OrgName::from_message_topic(message.topic.as_str())
+                {
+                    self.publish_delivery(&envelope, &org);
+                    self.relay(&envelope, &org);
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
-                if let Some(org) = OrgName::from_message_topic(topic.as_str()) {
-                    if let Some(state) = self.orgs.get_mut(&org) {
-                        state.subscribers.insert(peer_id);
-                        self.refresh_keep_alive(peer_id);
-                    }
+                if let Some(org) = OrgName::from_message_topic(topic.as_str())
+                    && let Some(state) = self.orgs.get_mut(&org)
+                {
+                    state.subscribers.insert(peer_id);
+                    self.refresh_keep_alive(peer_id);
                 }
             }
             gossipsub::Event::Unsubscribed { peer_id, topic } => {
-                if let Some(org) = OrgName::from_message_topic(topic.as_str()) {
-                    if let Some(state) = self.orgs.get_mut(&org) {
-                        state.subscribers.remove(&peer_id);
-                        self.refresh_keep_alive(peer_id);
-                    }
+                if let Some(org) = OrgName::from_message_topic(topic.as_str())
+                    && let Some(state) = self.orgs.get_mut(&org)
+                {
+                    state.subscribers.remove(&peer_id);
+                    self.refresh_keep_alive(peer_id);
                 }
             }
             _ => {}

@@ -181,10 +181,8 @@ impl Node {
             kad::Mode::Client
         }));
         self.storage.on = on;
-        if purge {
-            if let Some(store) = self.kad_store().store_opt_mut() {
-                store.purge().map_err(|e| NodeError::Store(e.to_string()))?;
-            }
+        if purge && let Some(store) = self.kad_store().store_opt_mut() {
+            store.purge().map_err(|e| NodeError::Store(e.to_string()))?;
         }
         tracing::info!(store = on, purge, "store setting changed");
         if on {
@@ -233,10 +231,10 @@ impl Node {
         let bytes = envelope.encode();
         let id = envelope.id().0;
         let sent = envelope.sent_at_ms();
-        if let Some(store) = self.kad_store().store_opt_mut() {
-            if let Err(e) = store.append_message(org.as_str(), sent, id, unix_ms(), &bytes) {
-                tracing::warn!(%org, error = %e, "message not logged");
-            }
+        if let Some(store) = self.kad_store().store_opt_mut()
+            && let Err(e) = store.append_message(org.as_str(), sent, id, unix_ms(), &bytes)
+        {
+            tracing::warn!(%org, error = %e, "message not logged");
         }
     }
 
@@ -434,10 +432,10 @@ impl Node {
         if added > 0 {
             tracing::info!(%org, %peer, added, "caught up on missed messages");
         }
-        if page.more {
-            if let Some(since) = newest {
-                self.request_history(peer, org, since);
-            }
+        if page.more
+            && let Some(since) = newest
+        {
+            self.request_history(peer, org, since);
         }
     }
 
@@ -589,10 +587,10 @@ impl Node {
     }
 
     fn fail_get(&mut self, job: u64, error: NodeError) {
-        if let Some(mut j) = self.storage.get_jobs.remove(&job) {
-            if let Some(reply) = j.reply.take() {
-                let _ = reply.send(Err(error));
-            }
+        if let Some(mut j) = self.storage.get_jobs.remove(&job)
+            && let Some(reply) = j.reply.take()
+        {
+            let _ = reply.send(Err(error));
         }
     }
 
@@ -760,10 +758,10 @@ impl Node {
                                 let valid =
                                     <[u8; 32]>::from(Sha256::digest(&found.record.value)) == hash;
                                 if valid {
-                                    if let Some(j) = self.storage.get_jobs.get_mut(&job) {
-                                        if let Some(slot) = j.chunks.get_mut(index) {
-                                            *slot = Some(found.record.value);
-                                        }
+                                    if let Some(j) = self.storage.get_jobs.get_mut(&job)
+                                        && let Some(slot) = j.chunks.get_mut(index)
+                                    {
+                                        *slot = Some(found.record.value);
                                     }
                                     self.finish_get_if_complete(job);
                                 }

@@ -305,14 +305,14 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if self.rep.is_none() {
             next = next.min(self.joined_at + self.config.join_grace);
         }
-        if let Some(rep) = self.rep.as_ref().filter(|r| **r != self.me) {
-            if !self.connected.contains(rep) {
-                let heard = self
-                    .members
-                    .get(rep)
-                    .map_or(self.rep_adopted_at, |m| m.last_heard);
-                next = next.min(heard + self.silence_timeout());
-            }
+        if let Some(rep) = self.rep.as_ref().filter(|r| **r != self.me)
+            && !self.connected.contains(rep)
+        {
+            let heard = self
+                .members
+                .get(rep)
+                .map_or(self.rep_adopted_at, |m| m.last_heard);
+            next = next.min(heard + self.silence_timeout());
         }
         if let Some((_, since)) = &self.challenger {
             next = next.min(*since + self.config.hold);
@@ -404,10 +404,10 @@ impl<P: Ord + Clone + Debug> Election<P> {
             if ann.term > self.term {
                 // Give a rep learnt second-hand the benefit of the doubt until its silence
                 // says otherwise.
-                if let Some(m) = self.members.get_mut(&their_rep) {
-                    if m.lost.is_none() {
-                        m.last_heard = m.last_heard.max(now);
-                    }
+                if let Some(m) = self.members.get_mut(&their_rep)
+                    && m.lost.is_none()
+                {
+                    m.last_heard = m.last_heard.max(now);
                 }
                 self.adopt(ann.term, their_rep, ann.reason, now);
             } else if ann.term == self.term
@@ -465,10 +465,10 @@ impl<P: Ord + Clone + Debug> Election<P> {
             return Some(true);
         }
         let m = self.members.get(peer)?;
-        if let Some((lost_at, _)) = m.lost {
-            if m.last_heard <= lost_at {
-                return Some(false);
-            }
+        if let Some((lost_at, _)) = m.lost
+            && m.last_heard <= lost_at
+        {
+            return Some(false);
         }
         Some(now.saturating_duration_since(m.last_heard) < self.silence_timeout())
     }
@@ -487,12 +487,12 @@ impl<P: Ord + Clone + Debug> Election<P> {
     /// - otherwise, yes while some member heard recently says it reaches this rep in this term,
     ///   or (a rep never heard of) for a silence timeout after adopting it.
     fn rep_alive(&self, rep: &P, now: Instant) -> bool {
-        if let Some(m) = self.members.get(rep) {
-            if let Some((lost_at, _)) = m.lost {
-                if m.last_heard <= lost_at && !self.connected.contains(rep) {
-                    return false;
-                }
-            }
+        if let Some(m) = self.members.get(rep)
+            && let Some((lost_at, _)) = m.lost
+            && m.last_heard <= lost_at
+            && !self.connected.contains(rep)
+        {
+            return false;
         }
         match self.member_alive(rep, now) {
             Some(true) => return true,
