@@ -432,7 +432,10 @@ impl Node {
         if added > 0 {
             tracing::info!(%org, %peer, added, "caught up on missed messages");
         }
+        // Continue only while pages bring something new: a peer that keeps saying "more" with
+        // nothing new (or more than a page of messages with one timestamp) cannot loop us.
         if page.more
+            && added > 0
             && let Some(since) = newest
         {
             self.request_history(peer, org, since);
