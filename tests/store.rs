@@ -172,7 +172,8 @@ fn store_acknowledged_data_survives_kill_9_of_every_node() {
     );
 }
 
-/// (b) A storing node that was down while 100 messages were sent catches up after restart.
+/// (b) A storing node that was down while 300 messages were sent (more than one page of
+/// catch-up) catches up after restart.
 #[test]
 fn store_offline_member_catches_up() {
     if !lab_available() {
@@ -184,7 +185,7 @@ fn store_offline_member_catches_up() {
     lab.terminate(late);
     let sender = nodes[0];
     let mut ids = HashSet::new();
-    for k in 0..100 {
+    for k in 0..300 {
         let v = lab
             .wait_for(PATIENCE, "send", |lab| {
                 lab.try_cli_json(
@@ -201,7 +202,7 @@ fn store_offline_member_catches_up() {
         ids.is_subset(&history_ids(lab, back, "lab")).then_some(())
     });
     eprintln!(
-        "store (b): caught up on 100 messages {:?} after restart",
+        "store (b): caught up on 300 messages {:?} after restart",
         started.elapsed()
     );
     // In order, with the envelope fields.
