@@ -191,7 +191,19 @@ impl Store {
 
     /// Writes `batch` durably, with the byte count changed by `delta`; refuses growth past the
     /// quota.
-    pub(crate) fn commit(&mut self, mut batch: WriteBatch, delta: i64) -> Result<(), Error> {
+    pub(crate) fn commit(&mut self, batch: WriteBatch, delta: i64) -> Result<(), Error> {
+        self.commit_with(batch, delta, true)
+    }
+
+    /// Like `commit`; with `sync = false` the write reaches the WAL in the operating system's
+    /// page cache but is not fsynced: it survives the process being killed, not a power loss,
+    /// until [`Store::sync_wal`].
+    pub(crate) fn commit_with(
+        &mut self,
+        mut batch: WriteBatch,
+        delta: i64,
+        sync: bool,
+    ) -> Result<(), Error> {
         let used = self.used.saturating_add_signed(delta);
         if delta > 0 && used > self.limits.quota_bytes {
             return Err(Error::QuotaExceeded {
@@ -202,10 +214,19 @@ impl Store {
         }
         let meta = self.cf(CF_META)?;
         batch.put_cf(&meta, KEY_USED, used.to_be_bytes());
-        self.db.write_opt(batch, &sync_writes())?;
+        if sync {
+            self.db.write_opt(batch, &sync_writes())?;
+        } else {
+            self.db.write(batch)?;
+        }
         drop(meta);
         self.used = used;
         Ok(())
+    }
+
+    /// Fsyncs the WAL: every write made so far survives a power loss.
+    pub fn sync_wal(&self) -> Result<(), Error> {
+        Ok(self.db.flush_wal(true)?)
     }
 
     /// Counts of what the store holds.

@@ -40,7 +40,8 @@ fn org_prefix(org: &str) -> Result<Vec<u8>, Error> {
 }
 
 impl Store {
-    /// Logs a message durably; `Ok(false)` if this org already has a message with `id`.
+    /// Logs a message durably (fsynced before it returns); `Ok(false)` if this org already has a
+    /// message with `id`.
     pub fn append_message(
         &mut self,
         org: &str,
@@ -48,6 +49,32 @@ impl Store {
         id: [u8; 16],
         received_at_ms: u64,
         envelope: &[u8],
+    ) -> Result<bool, Error> {
+        self.append(org, sent_at_ms, id, received_at_ms, envelope, true)
+    }
+
+    /// Logs a message without waiting for the fsync: it survives the process being killed at
+    /// once, and a power loss after the next [`Store::sync_wal`]. For messages received from
+    /// others, which this node acknowledged to no one.
+    pub fn append_message_buffered(
+        &mut self,
+        org: &str,
+        sent_at_ms: u64,
+        id: [u8; 16],
+        received_at_ms: u64,
+        envelope: &[u8],
+    ) -> Result<bool, Error> {
+        self.append(org, sent_at_ms, id, received_at_ms, envelope, false)
+    }
+
+    fn append(
+        &mut self,
+        org: &str,
+        sent_at_ms: u64,
+        id: [u8; 16],
+        received_at_ms: u64,
+        envelope: &[u8],
+        sync: bool,
     ) -> Result<bool, Error> {
         if envelope.len() > self.limits().max_message_bytes {
             return Err(Error::TooLarge {
@@ -74,7 +101,7 @@ impl Store {
         batch.put_cf(&ids, &id_key, sent_at_ms.to_be_bytes());
         let delta = (key.len() + value.len() + id_key.len() + 8) as i64;
         drop((ids, messages));
-        self.commit(batch, delta)?;
+        self.commit_with(batch, delta, sync)?;
         Ok(true)
     }
 

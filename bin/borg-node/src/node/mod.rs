@@ -330,6 +330,7 @@ struct Node {
     lost_members: HashMap<PeerId, Redial>,
     storage: storage::Storage,
     republish_at: Option<Instant>,
+    next_wal_sync: Instant,
     next_discovery: Instant,
     discovery_backoff: Duration,
     last_discovery: Option<Instant>,
@@ -485,6 +486,7 @@ pub async fn start(
         lost_members: HashMap::new(),
         storage: storage::Storage::new(config.store),
         republish_at: Some(now + REPUBLISH_AFTER_START),
+        next_wal_sync: now,
         next_discovery: now,
         discovery_backoff: DISCOVERY_BACKOFF_START,
         last_discovery: None,
@@ -531,6 +533,7 @@ impl Node {
     }
 
     async fn shutdown(mut self) {
+        self.sync_wal_if_dirty();
         let orgs: Vec<OrgName> = self.orgs.keys().cloned().collect();
         for org in orgs {
             self.leave(&org);
@@ -574,6 +577,10 @@ impl Node {
         self.drive_bootstraps(now);
         self.ensure_rep_connections();
         self.redial_lost_members(now);
+        if now >= self.next_wal_sync {
+            self.next_wal_sync = now + storage::WAL_SYNC_INTERVAL;
+            self.sync_wal_if_dirty();
+        }
         if self.republish_at.is_some_and(|at| now >= at) {
             self.republish_at = None;
             self.republish_held_records();

@@ -364,7 +364,7 @@ impl Node {
         // when no other member of this org is connected.
         self.seen.insert((org.clone(), id));
         if published.is_ok() {
-            self.log_message(&org, &envelope);
+            self.log_message(&org, &envelope, true);
         }
         let relayed = self.relay(&envelope, &org);
         match published {
@@ -529,7 +529,7 @@ impl Node {
     }
 
     fn publish_delivery(&mut self, envelope: &Envelope, org: &OrgName) {
-        self.log_message(org, envelope);
+        self.log_message(org, envelope, false);
         let delivered = delivered(envelope, org, unix_ms());
         tracing::debug!(org = %delivered.org, id = %delivered.id, "message received");
         // No subscriber is not an error: the message was still accepted and forwarded.

@@ -2,7 +2,8 @@
 //! replicated data.
 //!
 //! - Opted in: the store DHT (`/borg/store/1.0.0`) runs in server mode over RocksDB, and every
-//!   message of the node's orgs is logged (deduplicated by id). Opted out: client mode, nothing
+//!   message of the node's orgs is logged (deduplicated by id): own messages fsynced at once,
+//!   received ones with the write-ahead log synced every second. Opted out: client mode, nothing
 //!   of others' accepted, what is held is kept (or purged on request).
 //! - Catch-up: when an opted-in member meets another member of an org (a new connection, or a
 //!   member heard for the first time), it asks it once for the messages since its newest one.
@@ -37,6 +38,9 @@ pub(super) const INLINE_MAX: usize = 32 * 1024;
 
 /// Size of one chunk of a large value.
 const CHUNK_BYTES: usize = 48 * 1024;
+
+/// Buffered message-log writes are fsynced at least this often.
+pub(super) const WAL_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The largest value `put` accepts.
 pub const MAX_PUT_BYTES: usize = 16 * 1024 * 1024;
@@ -104,6 +108,8 @@ pub(super) enum GetStep {
 #[derive(Default)]
 pub(super) struct Storage {
     pub(super) on: bool,
+    /// Buffered writes wait for a WAL sync.
+    wal_dirty: bool,
     history_asked: std::collections::HashSet<(PeerId, OrgName)>,
     history_requests: HashMap<OutboundRequestId, OrgName>,
     next_job: u64,
@@ -224,17 +230,42 @@ impl Node {
     }
 
     /// Logs a delivered or sent message when opted in.
-    pub(super) fn log_message(&mut self, org: &OrgName, envelope: &Envelope) {
+    ///
+    /// `durable`: fsynced before returning, for this node's own messages (their `send` is
+    /// acknowledged to the user). Messages received from others are written without waiting
+    /// for the fsync (they survive the process being killed at once, and a power loss after
+    /// the next WAL sync, at most [`WAL_SYNC_INTERVAL`] later): an fsync per received message
+    /// would stall the event loop on slow disks.
+    pub(super) fn log_message(&mut self, org: &OrgName, envelope: &Envelope, durable: bool) {
         if !self.storage.on {
             return;
         }
         let bytes = envelope.encode();
         let id = envelope.id().0;
         let sent = envelope.sent_at_ms();
-        if let Some(store) = self.kad_store().store_opt_mut()
-            && let Err(e) = store.append_message(org.as_str(), sent, id, unix_ms(), &bytes)
+        let Some(store) = self.kad_store().store_opt_mut() else {
+            return;
+        };
+        let result = if durable {
+            store.append_message(org.as_str(), sent, id, unix_ms(), &bytes)
+        } else {
+            store.append_message_buffered(org.as_str(), sent, id, unix_ms(), &bytes)
+        };
+        match result {
+            Ok(_) => self.storage.wal_dirty |= !durable,
+            Err(e) => tracing::warn!(%org, error = %e, "message not logged"),
+        }
+    }
+
+    /// Fsyncs the store's WAL if buffered writes are waiting.
+    pub(super) fn sync_wal_if_dirty(&mut self) {
+        if !std::mem::take(&mut self.storage.wal_dirty) {
+            return;
+        }
+        if let Some(store) = self.kad_store().store_opt()
+            && let Err(e) = store.sync_wal()
         {
-            tracing::warn!(%org, error = %e, "message not logged");
+            tracing::warn!(error = %e, "cannot sync the store's write-ahead log");
         }
     }
 
@@ -416,7 +447,7 @@ impl Node {
             }
             newest = newest.max(Some(envelope.sent_at_ms()));
             if let Some(store) = self.kad_store().store_opt_mut() {
-                match store.append_message(
+                match store.append_message_buffered(
                     org.as_str(),
                     envelope.sent_at_ms(),
                     envelope.id().0,
@@ -430,6 +461,7 @@ impl Node {
             }
         }
         if added > 0 {
+            self.storage.wal_dirty = true;
             tracing::info!(%org, %peer, added, "caught up on missed messages");
         }
         // Continue only while pages bring something new: a peer that keeps saying "more" with
