@@ -68,17 +68,19 @@ fn succession(lab: &Lab, i: usize, org: &str) -> Vec<String> {
         .collect()
 }
 
-/// (a) kill -9 the rep of a 5-host org: every survivor names the announced successor.
-#[test]
-fn reps_kill_the_rep_and_every_survivor_agrees_on_the_successor() {
-    if !lab_available() {
-        return;
-    }
+#[derive(Clone, Copy)]
+enum RepLoss {
+    Kill,
+    SilentCut,
+}
+
+/// Loses the rep of a 5-host org in the way `how`, then checks that every survivor names the
+/// successor that everyone knew in advance, with `reason`.
+fn lose_the_rep(how: RepLoss, reason: &str, what: &str) {
     let (mut lab, nodes, rep) = org_of(5, "lab");
     let line = succession(&lab, nodes[0], "lab");
     assert_eq!(line.len(), 5, "rep + 4 successors: {line:?}");
     assert_eq!(line[0], lab.nodes[rep].peer_id);
-    let successor = line[1].clone();
     for &i in &nodes {
         assert_eq!(
             succession(&lab, i, "lab"),
@@ -86,19 +88,27 @@ fn reps_kill_the_rep_and_every_survivor_agrees_on_the_successor() {
             "succession known in advance by node {i}"
         );
     }
-    let killed_at = unix_ms();
-    lab.kill(rep);
+    let lost_at = unix_ms();
+    match how {
+        RepLoss::Kill => lab.kill(rep),
+        RepLoss::SilentCut => {
+            let host = lab.nodes[rep].host.clone();
+            lab.cut(&host);
+        }
+    }
     let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep).collect();
-    await_successor(
-        &lab,
-        &survivors,
-        "lab",
-        &successor,
-        killed_at,
-        "reps (a) kill -9",
-    );
+    await_successor(&lab, &survivors, "lab", &line[1], lost_at, what);
     let orgs = lab.orgs(survivors[0]).expect("orgs");
-    assert_eq!(orgs[0]["reason"], "crash");
+    assert_eq!(orgs[0]["reason"], reason);
+}
+
+/// (a) kill -9 the rep of a 5-host org: every survivor names the announced successor.
+#[test]
+fn reps_kill_the_rep_and_every_survivor_agrees_on_the_successor() {
+    if !lab_available() {
+        return;
+    }
+    lose_the_rep(RepLoss::Kill, "crash", "reps (a) kill -9");
 }
 
 /// (b) The rep's link goes silent (bridge port disabled, no FIN): same outcome.
@@ -107,22 +117,7 @@ fn reps_silent_cut_of_the_rep_is_repaired() {
     if !lab_available() {
         return;
     }
-    let (lab, nodes, rep) = org_of(5, "lab");
-    let successor = succession(&lab, nodes[0], "lab")[1].clone();
-    let host = lab.nodes[rep].host.clone();
-    let cut_at = unix_ms();
-    lab.cut(&host);
-    let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep).collect();
-    await_successor(
-        &lab,
-        &survivors,
-        "lab",
-        &successor,
-        cut_at,
-        "reps (b) silent cut",
-    );
-    let orgs = lab.orgs(survivors[0]).expect("orgs");
-    assert_eq!(orgs[0]["reason"], "silent_timeout");
+    lose_the_rep(RepLoss::SilentCut, "silent_timeout", "reps (b) silent cut");
 }
 
 /// (c) A 2 + 3 partition: each side has a rep; after the heal, one rep for all.

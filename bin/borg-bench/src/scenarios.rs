@@ -560,22 +560,21 @@ fn durability(plan: &Plan, rt: &Runtime) -> Row {
     ))
 }
 
-fn proc_rss_kib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+/// The kB value of line `key:` in `/proc/<pid>/<file>`.
+fn proc_kib(pid: u32, file: &str, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
 
+fn proc_rss_kib(pid: u32) -> Option<f64> {
+    proc_kib(pid, "status", "VmRSS:")
+}
+
 fn proc_anonymous_kib(pid: u32) -> Option<f64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
-        .find(|l| l.starts_with("Anonymous:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    proc_kib(pid, "smaps_rollup", "Anonymous:")
 }
 
 fn proc_cpu_ticks(pid: u32) -> Option<f64> {
