@@ -4,7 +4,7 @@ use std::{collections::HashSet, time::Duration};
 
 use borg_proto::OrgName;
 
-use crate::util::{eventually, memory_node};
+use crate::util::{all_connected, eventually, memory_node};
 
 /// 20 nodes that only know node 0 find each other through the DHT, and a message sent by one
 /// reaches all the others exactly once.
@@ -21,22 +21,7 @@ async fn org_message_reaches_every_one_of_20_nodes() {
     let mut receivers: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
 
     // Everyone learns of everyone through the DHT, not only of the seed.
-    eventually(
-        Duration::from_secs(90),
-        "every node connected to every other",
-        || {
-            let nodes = nodes.clone();
-            async move {
-                for n in &nodes {
-                    if n.status().await.ok()?.peers.len() < N - 1 {
-                        return None;
-                    }
-                }
-                Some(())
-            }
-        },
-    )
-    .await;
+    all_connected(&nodes).await;
 
     let sender = &nodes[7];
     let sent = eventually(Duration::from_secs(30), "send accepted", || {
@@ -222,18 +207,7 @@ async fn store_replicates_across_opted_in_nodes_and_survives_holders_dying() {
     for i in 1..10 {
         nodes.push(memory_node_with(&["data"], std::slice::from_ref(&seed), storing(i < 4)).await);
     }
-    eventually(Duration::from_secs(90), "all 10 connected", || {
-        let nodes = nodes.clone();
-        async move {
-            for n in &nodes {
-                if n.status().await.ok()?.peers.len() < 9 {
-                    return None;
-                }
-            }
-            Some(())
-        }
-    })
-    .await;
+    all_connected(&nodes).await;
 
     let writer = &nodes[7];
     let put = eventually(

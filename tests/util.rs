@@ -74,3 +74,24 @@ pub async fn memory_node_with(orgs: &[&str], bootstrap: &[String], extra: Layer)
     .expect("node started in time")
     .expect("node started")
 }
+
+/// Waits until every node in `nodes` is connected to every other one.
+pub async fn all_connected(nodes: &[NodeHandle]) {
+    let n = nodes.len();
+    eventually(
+        Duration::from_secs(90),
+        "every node connected to every other",
+        || {
+            let nodes = nodes.to_vec();
+            async move {
+                for node in &nodes {
+                    if node.status().await.ok()?.peers.len() < n - 1 {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+}
