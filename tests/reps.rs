@@ -78,16 +78,14 @@ enum RepLoss {
 /// successor that everyone knew in advance, with `reason`.
 fn lose_the_rep(how: RepLoss, reason: &str, what: &str) {
     let (mut lab, nodes, rep) = org_of(5, "lab");
-    let line = succession(&lab, nodes[0], "lab");
-    assert_eq!(line.len(), 5, "rep + 4 successors: {line:?}");
+    // The rep announces its line as members' heartbeats fill it in: wait until every node
+    // holds the same complete line (rep + 4 successors).
+    let line = lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
+        let line = succession(lab, nodes[0], "lab");
+        (line.len() == 5 && nodes.iter().all(|&i| succession(lab, i, "lab") == line))
+            .then_some(line)
+    });
     assert_eq!(line[0], lab.nodes[rep].peer_id);
-    for &i in &nodes {
-        assert_eq!(
-            succession(&lab, i, "lab"),
-            line,
-            "succession known in advance by node {i}"
-        );
-    }
     let lost_at = unix_ms();
     match how {
         RepLoss::Kill => lab.kill(rep),

@@ -24,6 +24,12 @@ pub const DEFAULT_PORT: u16 = 4747;
 /// second.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 200;
 
+/// Default number of org members a node dials by itself. A LAN of up to this many nodes
+/// becomes a full mesh (every member sees every loss at once); a larger org is a random graph
+/// of this degree plus a star around its rep, so that a 1,000-member org is not half a
+/// million connections.
+pub const DEFAULT_ORG_DEGREE: usize = 24;
+
 /// Default ping timeout. Shorter would notice dead links sooner but would close healthy
 /// links whose pong is late because the machine is overloaded; 600 ms is far above the
 /// round trip of a LAN or of a loaded 2-core machine running 20 nodes.
@@ -136,6 +142,9 @@ pub struct Layer {
     pub mdns_query_interval_ms: Option<u64>,
     /// Interval between DHT lookups of org members, in seconds.
     pub discovery_interval_secs: Option<u64>,
+    /// How many org members this node dials by itself (found on the LAN or in the DHT); it
+    /// also keeps a connection to each of its reps and accepts members that dial it.
+    pub org_degree: Option<usize>,
     /// Interval between election announcements, in ms.
     pub election_heartbeat_ms: Option<u64>,
     /// A member (or rep) not heard for this long, without a direct connection, is presumed
@@ -203,6 +212,7 @@ impl Layer {
                 "BORG_DISCOVERY_INTERVAL_SECS",
                 get("BORG_DISCOVERY_INTERVAL_SECS"),
             )?,
+            org_degree: parse("BORG_ORG_DEGREE", get("BORG_ORG_DEGREE"))?,
             election_heartbeat_ms: parse(
                 "BORG_ELECTION_HEARTBEAT_MS",
                 get("BORG_ELECTION_HEARTBEAT_MS"),
@@ -246,6 +256,7 @@ impl Layer {
             discovery_interval_secs: over
                 .discovery_interval_secs
                 .or(self.discovery_interval_secs),
+            org_degree: over.org_degree.or(self.org_degree),
             election_heartbeat_ms: over.election_heartbeat_ms.or(self.election_heartbeat_ms),
             election_silence_timeout_ms: over
                 .election_silence_timeout_ms
@@ -289,6 +300,8 @@ pub struct Config {
     pub mdns_query_interval: Duration,
     /// Interval between DHT lookups of org members.
     pub discovery_interval: Duration,
+    /// How many org members this node dials by itself.
+    pub org_degree: usize,
     /// Election tunables.
     pub election: borg_proto::election::Config,
     /// Whether the node stores org data at start.
@@ -340,6 +353,7 @@ impl Config {
             idle_timeout: Duration::from_secs(layer.idle_timeout_secs.unwrap_or(30)),
             mdns_query_interval: ms(layer.mdns_query_interval_ms, 1_000),
             discovery_interval: Duration::from_secs(layer.discovery_interval_secs.unwrap_or(30)),
+            org_degree: layer.org_degree.unwrap_or(DEFAULT_ORG_DEGREE),
             election: {
                 let d = borg_proto::election::Config::default();
                 borg_proto::election::Config {
@@ -382,6 +396,9 @@ impl Config {
         if config.discovery_interval.is_zero() {
             bail!("discovery_interval_secs must be positive");
         }
+        if config.org_degree == 0 {
+            bail!("org_degree must be at least 1");
+        }
         Ok(config)
     }
 
@@ -398,6 +415,7 @@ impl Config {
             idle_timeout_secs: Some(self.idle_timeout.as_secs()),
             mdns_query_interval_ms: Some(self.mdns_query_interval.as_millis() as u64),
             discovery_interval_secs: Some(self.discovery_interval.as_secs()),
+            org_degree: Some(self.org_degree),
             election_heartbeat_ms: Some(self.election.heartbeat.as_millis() as u64),
             election_silence_timeout_ms: Some(self.election.silence_timeout.as_millis() as u64),
             election_margin: Some(self.election.margin),

@@ -4,7 +4,11 @@
 //!   author stays provable however many representatives relay the message between tiers.
 //! - The message id is derived from the core alone, so a relayed copy keeps the id of the
 //!   original and every node can deduplicate it.
-//! - The *routing* part (direction, relay path) is outside the signature: relays append to it.
+//! - The *routing* part (direction, relay path) is outside the author's signature: relays
+//!   append to it, and each relay signs its own hop (chained over the hops before it), so the
+//!   path a reader sees is exactly the reps that relayed the message. Gossipsub itself
+//!   publishes unsigned messages: every signature is verified once, after deduplication,
+//!   instead of once per copy received.
 //! - Decoding is bounded: input longer than [`MAX_ENVELOPE_BYTES`] is refused before any parse,
 //!   and every length prefix is checked against that limit before allocating.
 //!
@@ -23,7 +27,11 @@ use sha2::{Digest, Sha256};
 use crate::org::{OrgName, OrgNameError};
 
 /// The envelope format version this crate writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+pub const ENVELOPE_VERSION: u8 = 2;
+
+/// Version 1 had unsigned hops (gossipsub signed the relayer's copy instead). It is still read
+/// when it has no hops, so that message logs written before version 2 remain readable.
+const ENVELOPE_VERSION_1: u8 = 1;
 
 /// The largest text body accepted, in bytes.
 ///
@@ -40,6 +48,9 @@ pub const MAX_RELAY_HOPS: usize = 16;
 /// Domain separator signed in front of the core, so an envelope signature can never be
 /// replayed as a signature over some other borg structure.
 const SIGNING_DOMAIN: &[u8] = b"/borg/envelope/1.0.0";
+
+/// Domain separator of a relay hop's signature.
+const HOP_SIGNING_DOMAIN: &[u8] = b"/borg/envelope-hop/2.0.0";
 
 /// Body kind byte for UTF-8 text.
 const KIND_TEXT: u8 = 1;
@@ -66,7 +77,9 @@ struct WireCore {
 #[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
 struct WireHop {
     org: String,
-    relayer: Vec<u8>,
+    direction: u8,
+    relayer_key: Vec<u8>,
+    signature: Vec<u8>,
 }
 
 #[derive(Encode, Decode, Clone, PartialEq, Eq, Debug)]
@@ -100,7 +113,7 @@ pub enum Direction {
 pub struct Hop {
     /// The org the message was relayed into.
     pub org: OrgName,
-    /// The rep that relayed it.
+    /// The rep that relayed it (its signature over the hop was verified).
     pub relayer: PeerId,
 }
 
@@ -132,6 +145,12 @@ pub struct Envelope {
     path: Vec<Hop>,
     wire_core: WireCore,
     signature: Vec<u8>,
+    /// The author's direction as on the wire (signed by the author from version 2 on).
+    author_direction: u8,
+    /// The format version it was read in (or 2): it is written back in the same one, as
+    /// the author's signature depends on it.
+    version: u8,
+    wire_path: Vec<WireHop>,
 }
 
 /// Why an envelope could not be built.
@@ -149,6 +168,9 @@ pub enum EncodeError {
     /// The relay path is already at its limit.
     #[error("message has already been relayed {MAX_RELAY_HOPS} times")]
     TooManyHops,
+    /// A version 1 envelope (read from an old log) cannot carry signed hops.
+    #[error("a version 1 envelope cannot be relayed")]
+    Version1,
     /// The keypair could not sign.
     #[error("signing failed: {0}")]
     Signing(#[from] libp2p::identity::SigningError),
@@ -176,7 +198,7 @@ pub enum DecodeError {
     /// The org name is invalid.
     #[error("invalid org name: {0}")]
     BadOrg(#[from] OrgNameError),
-    /// The org name in a hop is invalid.
+    /// A hop's org name or relayer key is invalid, or its signature does not verify.
     #[error("invalid relay hop")]
     BadHop,
     /// The author key is not a valid public key.
@@ -199,11 +221,57 @@ pub enum DecodeError {
     TooManyHops,
 }
 
-fn signing_input(core_bytes: &[u8]) -> Vec<u8> {
-    let mut input = Vec::with_capacity(SIGNING_DOMAIN.len() + core_bytes.len());
+/// What the author signs: the core and, from version 2 on, the direction it gave the message
+/// (version 1 left the direction to gossipsub's signature).
+fn signing_input(core_bytes: &[u8], direction: Option<u8>) -> Vec<u8> {
+    let mut input = Vec::with_capacity(SIGNING_DOMAIN.len() + core_bytes.len() + 1);
     input.extend_from_slice(SIGNING_DOMAIN);
     input.extend_from_slice(core_bytes);
+    input.extend(direction);
     input
+}
+
+/// What the relayer of hop `index` signs: the message id, the author's direction, and the
+/// path up to and including this hop, so that hops can be neither altered nor reordered.
+fn hop_signing_input(
+    id: &MessageId,
+    author_direction: u8,
+    path: &[WireHop],
+    index: usize,
+) -> Vec<u8> {
+    let mut input = HOP_SIGNING_DOMAIN.to_vec();
+    input.extend_from_slice(&id.0);
+    input.push(author_direction);
+    for hop in &path[..=index] {
+        input.extend_from_slice(&(hop.org.len() as u64).to_be_bytes());
+        input.extend_from_slice(hop.org.as_bytes());
+        input.push(hop.direction);
+        input.extend_from_slice(&(hop.relayer_key.len() as u64).to_be_bytes());
+        input.extend_from_slice(&hop.relayer_key);
+    }
+    input
+}
+
+fn direction_from(code: u8) -> Result<Direction, DecodeError> {
+    match code {
+        0 => Ok(Direction::Down),
+        1 => Ok(Direction::Up),
+        other => Err(DecodeError::UnknownDirection(other)),
+    }
+}
+
+fn direction_code(direction: Direction) -> u8 {
+    match direction {
+        Direction::Down => 0,
+        Direction::Up => 1,
+    }
+}
+
+fn core_id(core: &WireCore) -> MessageId {
+    let digest = Sha256::digest(encode_wire(core));
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    MessageId(id)
 }
 
 fn encode_wire<T: Encode>(value: &T) -> Vec<u8> {
@@ -237,7 +305,10 @@ impl Envelope {
             kind: KIND_TEXT,
             body: text.clone().into_bytes(),
         };
-        let signature = keypair.sign(&signing_input(&encode_wire(&wire_core)))?;
+        let signature = keypair.sign(&signing_input(
+            &encode_wire(&wire_core),
+            Some(direction_code(direction)),
+        ))?;
         Ok(Self {
             org,
             author: public.to_peer_id(),
@@ -248,6 +319,9 @@ impl Envelope {
             path: Vec::new(),
             wire_core,
             signature,
+            author_direction: direction_code(direction),
+            version: ENVELOPE_VERSION,
+            wire_path: Vec::new(),
         })
     }
 
@@ -261,10 +335,11 @@ impl Envelope {
         }
         // Read the version before the rest so a future version with another layout gets a
         // precise error instead of a confusing framing error.
-        match bytes.first() {
-            Some(&ENVELOPE_VERSION) | None => {}
+        let version = match bytes.first() {
+            Some(&v @ (ENVELOPE_VERSION | ENVELOPE_VERSION_1)) => v,
+            None => ENVELOPE_VERSION,
             Some(&other) => return Err(DecodeError::UnsupportedVersion(other)),
-        }
+        };
         let (wire, used): (WireEnvelope, usize) = bincode::decode_from_slice(bytes, wire_config())?;
         if used != bytes.len() {
             return Err(DecodeError::TrailingBytes(bytes.len() - used));
@@ -272,7 +347,12 @@ impl Envelope {
         let org = OrgName::new(&wire.core.org)?;
         let author_key = PublicKey::try_decode_protobuf(&wire.core.author_key)
             .map_err(|_| DecodeError::BadAuthorKey)?;
-        if !author_key.verify(&signing_input(&encode_wire(&wire.core)), &wire.signature) {
+        let author_direction = direction_from(wire.direction)?;
+        let signed_direction = (version != ENVELOPE_VERSION_1).then_some(wire.direction);
+        if !author_key.verify(
+            &signing_input(&encode_wire(&wire.core), signed_direction),
+            &wire.signature,
+        ) {
             return Err(DecodeError::BadSignature);
         }
         let body = match wire.core.kind {
@@ -286,24 +366,36 @@ impl Envelope {
             }
             other => return Err(DecodeError::UnknownKind(other)),
         };
-        let direction = match wire.direction {
-            0 => Direction::Down,
-            1 => Direction::Up,
-            other => return Err(DecodeError::UnknownDirection(other)),
-        };
         if wire.path.len() > MAX_RELAY_HOPS {
             return Err(DecodeError::TooManyHops);
         }
+        if version == ENVELOPE_VERSION_1 && !wire.path.is_empty() {
+            // Its hops were never signed: nothing vouches for them.
+            return Err(DecodeError::BadHop);
+        }
+        let id = core_id(&wire.core);
         let path = wire
             .path
             .iter()
-            .map(|hop| {
+            .enumerate()
+            .map(|(index, hop)| {
+                let key = PublicKey::try_decode_protobuf(&hop.relayer_key)
+                    .map_err(|_| DecodeError::BadHop)?;
+                let signed = hop_signing_input(&id, wire.direction, &wire.path, index);
+                if !key.verify(&signed, &hop.signature) {
+                    return Err(DecodeError::BadHop);
+                }
+                direction_from(hop.direction)?;
                 Ok(Hop {
                     org: OrgName::new(&hop.org).map_err(|_| DecodeError::BadHop)?,
-                    relayer: PeerId::from_bytes(&hop.relayer).map_err(|_| DecodeError::BadHop)?,
+                    relayer: key.to_peer_id(),
                 })
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
+        let direction = match wire.path.last() {
+            Some(hop) => direction_from(hop.direction)?,
+            None => author_direction,
+        };
         Ok(Self {
             org,
             author: author_key.to_peer_id(),
@@ -314,36 +406,26 @@ impl Envelope {
             path,
             wire_core: wire.core,
             signature: wire.signature,
+            author_direction: wire.direction,
+            version,
+            wire_path: wire.path,
         })
     }
 
     /// The bytes to publish.
     pub fn encode(&self) -> Vec<u8> {
         encode_wire(&WireEnvelope {
-            version: ENVELOPE_VERSION,
+            version: self.version,
             core: self.wire_core.clone(),
             signature: self.signature.clone(),
-            direction: match self.direction {
-                Direction::Down => 0,
-                Direction::Up => 1,
-            },
-            path: self
-                .path
-                .iter()
-                .map(|hop| WireHop {
-                    org: hop.org.as_str().to_owned(),
-                    relayer: hop.relayer.to_bytes(),
-                })
-                .collect(),
+            direction: self.author_direction(),
+            path: self.wire_path.clone(),
         })
     }
 
     /// The id of the message: the same for every relayed copy.
     pub fn id(&self) -> MessageId {
-        let digest = Sha256::digest(encode_wire(&self.wire_core));
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&digest[..16]);
-        MessageId(id)
+        core_id(&self.wire_core)
     }
 
     /// The org the author published into.
@@ -388,20 +470,41 @@ impl Envelope {
         self.path.last().map_or(self.author, |hop| hop.relayer)
     }
 
-    /// A copy relayed by `relayer` into `org`, travelling `direction`.
+    /// A copy relayed by `relayer` into `org`, travelling `direction`, with the hop signed
+    /// by `relayer`.
     pub fn relayed(
         &self,
         org: OrgName,
-        relayer: PeerId,
+        relayer: &Keypair,
         direction: Direction,
     ) -> Result<Self, EncodeError> {
         if self.path.len() >= MAX_RELAY_HOPS {
             return Err(EncodeError::TooManyHops);
         }
+        if self.version == ENVELOPE_VERSION_1 {
+            return Err(EncodeError::Version1);
+        }
         let mut copy = self.clone();
-        copy.path.push(Hop { org, relayer });
+        copy.wire_path.push(WireHop {
+            org: org.as_str().to_owned(),
+            direction: direction_code(direction),
+            relayer_key: relayer.public().encode_protobuf(),
+            signature: Vec::new(),
+        });
+        let index = copy.wire_path.len() - 1;
+        let signed = hop_signing_input(&copy.id(), self.author_direction(), &copy.wire_path, index);
+        copy.wire_path[index].signature = relayer.sign(&signed)?;
+        copy.path.push(Hop {
+            org,
+            relayer: relayer.public().to_peer_id(),
+        });
         copy.direction = direction;
         Ok(copy)
+    }
+
+    /// The direction the author gave the message (relays may change the current one).
+    fn author_direction(&self) -> u8 {
+        self.author_direction
     }
 }
 
@@ -442,7 +545,7 @@ mod tests {
     #[test]
     fn pinned_encoding() {
         let bytes = sample().encode();
-        let mut expected = vec![1u8]; // version
+        let mut expected = vec![2u8]; // version
         expected.extend_from_slice(&3u64.to_be_bytes());
         expected.extend_from_slice(b"org");
         expected.extend_from_slice(&36u64.to_be_bytes()); // protobuf ed25519 public key
@@ -466,15 +569,104 @@ mod tests {
     #[test]
     fn relayed_copy_keeps_id_and_author() {
         let env = sample();
-        let relayer = Keypair::generate_ed25519().public().to_peer_id();
+        let relayer = Keypair::generate_ed25519();
         let up = env
-            .relayed(OrgName::new("parent").unwrap(), relayer, Direction::Down)
+            .relayed(OrgName::new("parent").unwrap(), &relayer, Direction::Down)
             .unwrap();
         let decoded = Envelope::decode(&up.encode()).unwrap();
         assert_eq!(decoded.id(), env.id());
         assert_eq!(decoded.author(), env.author());
-        assert_eq!(decoded.publisher(), relayer);
+        assert_eq!(decoded.publisher(), relayer.public().to_peer_id());
         assert_eq!(decoded.path().len(), 1);
+        assert_eq!(decoded, up);
+    }
+
+    /// An up message relayed up, then down into a sibling: two hops with two directions, each
+    /// signed by its relayer; any change to a hop, or to the author's direction, is refused.
+    #[test]
+    fn relay_hops_are_signed_and_chained() {
+        let author = fixed_keypair();
+        let env = Envelope::new_text(
+            &author,
+            OrgName::new("child").unwrap(),
+            5,
+            6,
+            "up we go".into(),
+            Direction::Up,
+        )
+        .unwrap();
+        let rep_a = Keypair::ed25519_from_bytes([1u8; 32]).unwrap();
+        let rep_b = Keypair::ed25519_from_bytes([2u8; 32]).unwrap();
+        let two = env
+            .relayed(OrgName::new("parent").unwrap(), &rep_a, Direction::Down)
+            .unwrap()
+            .relayed(OrgName::new("sibling").unwrap(), &rep_b, Direction::Down)
+            .unwrap();
+        let bytes = two.encode();
+        let decoded = Envelope::decode(&bytes).unwrap();
+        assert_eq!(decoded.direction(), Direction::Down);
+        assert_eq!(decoded.publisher(), rep_b.public().to_peer_id());
+        assert_eq!(decoded.path()[0].relayer, rep_a.public().to_peer_id());
+        // Flip every byte after the author's signature (direction and hops) in turn.
+        let hops_start = env.encode().len() - 9;
+        for i in hops_start..bytes.len() {
+            let mut tampered = bytes.clone();
+            tampered[i] ^= 0x01;
+            assert!(
+                Envelope::decode(&tampered).is_err(),
+                "byte {i} changed unnoticed"
+            );
+        }
+        // A hop claimed by someone else: re-signed by a stranger over a path that names rep_a.
+        let mut forged = two.clone();
+        forged.wire_path[0].signature = Keypair::generate_ed25519()
+            .sign(&hop_signing_input(&two.id(), 1, &two.wire_path, 0))
+            .unwrap();
+        assert!(matches!(
+            Envelope::decode(&forged.encode()),
+            Err(DecodeError::BadHop)
+        ));
+    }
+
+    /// Logs written before version 2 hold version 1 envelopes; those without hops are fully
+    /// vouched for by the author's signature and still read.
+    #[test]
+    fn version_1_without_hops_is_still_read() {
+        let key = fixed_keypair();
+        let core = WireCore {
+            org: "org".into(),
+            author_key: key.public().encode_protobuf(),
+            sent_at_ms: 1,
+            nonce: 2,
+            kind: KIND_TEXT,
+            body: b"old".to_vec(),
+        };
+        let signature = key.sign(&signing_input(&encode_wire(&core), None)).unwrap();
+        let v1 = |path: Vec<WireHop>| {
+            encode_wire(&WireEnvelope {
+                version: 1,
+                core: core.clone(),
+                signature: signature.clone(),
+                direction: 0,
+                path,
+            })
+        };
+        let decoded = Envelope::decode(&v1(Vec::new())).unwrap();
+        assert_eq!(decoded.text(), Some("old"));
+        assert_eq!(decoded.author(), key.public().to_peer_id());
+        let hop = WireHop {
+            org: "x".into(),
+            direction: 0,
+            relayer_key: key.public().encode_protobuf(),
+            signature: vec![0; 64],
+        };
+        assert!(matches!(
+            Envelope::decode(&v1(vec![hop])),
+            Err(DecodeError::BadHop)
+        ));
+        // Re-encoded, it is a version 2 envelope whose author signature still verifies only
+        // as version 1: writing it back out must keep it readable.
+        assert_eq!(decoded.encode()[0], 1);
     }
 
     #[test]
@@ -556,10 +748,16 @@ mod tests {
     #[test]
     fn unknown_version_is_reported() {
         let mut bytes = sample().encode();
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert!(matches!(
             Envelope::decode(&bytes),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
+        ));
+        // Version 1 framing with a version 2 signature (over the direction too) is refused.
+        bytes[0] = 1;
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(DecodeError::BadSignature)
         ));
     }
 

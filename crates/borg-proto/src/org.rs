@@ -22,10 +22,10 @@ pub const MAX_ORG_NAME_BYTES: usize = 64;
 pub const TOPIC_PREFIX: &str = "/borg/";
 
 /// Prefix of org message topics, followed by the org name.
-pub const MESSAGE_TOPIC_PREFIX: &str = "/borg/org/1.0.0/";
+pub const MESSAGE_TOPIC_PREFIX: &str = "/borg/org/2.0.0/";
 
 /// Prefix of org election control topics, followed by the org name.
-pub const CONTROL_TOPIC_PREFIX: &str = "/borg/election/1.0.0/";
+pub const CONTROL_TOPIC_PREFIX: &str = "/borg/election/2.0.0/";
 
 /// Domain separator hashed in front of the org name to form its DHT key.
 const DHT_KEY_DOMAIN: &[u8] = b"/borg/org-members/1.0.0/";
@@ -165,8 +165,8 @@ mod tests {
     #[test]
     fn topics_round_trip_and_are_distinct() {
         let org = OrgName::new("neighbourhood").unwrap();
-        assert_eq!(org.message_topic(), "/borg/org/1.0.0/neighbourhood");
-        assert_eq!(org.control_topic(), "/borg/election/1.0.0/neighbourhood");
+        assert_eq!(org.message_topic(), "/borg/org/2.0.0/neighbourhood");
+        assert_eq!(org.control_topic(), "/borg/election/2.0.0/neighbourhood");
         assert_eq!(
             OrgName::from_message_topic(&org.message_topic()),
             Some(org.clone())
@@ -176,7 +176,7 @@ mod tests {
             Some(org.clone())
         );
         assert_eq!(OrgName::from_message_topic(&org.control_topic()), None);
-        assert_eq!(OrgName::from_message_topic("/borg/org/1.0.0/a/b"), None);
+        assert_eq!(OrgName::from_message_topic("/borg/org/2.0.0/a/b"), None);
     }
 
     #[test]

@@ -306,6 +306,22 @@ struct Bootstrap {
     backoff: Duration,
 }
 
+/// How an org neighbour link came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// This node dialled it (discovery, bootstrap).
+    Chosen,
+    /// It dialled this node.
+    Accepted,
+}
+
+/// A member dial that neither connected nor failed within this long no longer counts against
+/// the dial budget.
+const MEMBER_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest interval between two DHT lookups of one peer's addresses.
+const ADDRESS_LOOKUP_GAP: Duration = Duration::from_secs(5);
+
 struct Node {
     swarm: Swarm<Behaviour>,
     keypair: Keypair,
@@ -328,6 +344,15 @@ struct Node {
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// Org members whose connection was lost, and when to redial them.
     lost_members: HashMap<PeerId, Redial>,
+    /// Member dials this node started by itself (LAN, DHT), not yet connected or failed.
+    member_dials: HashMap<PeerId, Instant>,
+    /// The peers this node keeps as org neighbours: dialled by itself (`Link::Chosen`), or
+    /// that dialled it (`Link::Accepted`). Only members among them are kept.
+    links: HashMap<PeerId, Link>,
+    /// Peers whose addresses were asked of the DHT, and when.
+    address_lookups: HashMap<PeerId, Instant>,
+    /// When each connected peer's first connection was established.
+    connected_since: HashMap<PeerId, Instant>,
     storage: storage::Storage,
     republish_at: Option<Instant>,
     next_wal_sync: Instant,
@@ -335,6 +360,7 @@ struct Node {
     discovery_backoff: Duration,
     last_discovery: Option<Instant>,
     last_provide: Option<Instant>,
+    last_tick: Option<Instant>,
     shutdown_reply: Option<oneshot::Sender<()>>,
 }
 
@@ -484,6 +510,10 @@ pub async fn start(
         last_pong: HashMap::new(),
         known_addrs: HashMap::new(),
         lost_members: HashMap::new(),
+        member_dials: HashMap::new(),
+        links: HashMap::new(),
+        connected_since: HashMap::new(),
+        address_lookups: HashMap::new(),
         storage: storage::Storage::new(config.store),
         republish_at: Some(now + REPUBLISH_AFTER_START),
         next_wal_sync: now,
@@ -491,6 +521,7 @@ pub async fn start(
         discovery_backoff: DISCOVERY_BACKOFF_START,
         last_discovery: None,
         last_provide: None,
+        last_tick: None,
         shutdown_reply: None,
         config,
     };
@@ -516,6 +547,9 @@ impl Node {
             // The elections' next deadline, re-armed after every event: one timer for all orgs.
             let election_deadline = self.next_election_deadline();
             tokio::select! {
+                // Network events first: timers (the liveness check above all) must judge
+                // connections on every pong that has already arrived, not on a backlog.
+                biased;
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -573,7 +607,23 @@ impl Node {
     }
 
     fn on_tick(&mut self, now: Instant) {
-        self.check_liveness(now);
+        // A tick much later than due means this process was starved (an overloaded machine,
+        // a suspended VM): pongs could not be read either, so silence proves nothing yet.
+        let starved = self
+            .last_tick
+            .is_some_and(|last| now.saturating_duration_since(last) > TICK * 5);
+        self.last_tick = Some(now);
+        if starved {
+            // Every connection gets at least a full ping timeout from now.
+            let floor = now.checked_sub(self.config.ping_interval).unwrap_or(now);
+            for (_, last) in self.last_pong.values_mut() {
+                *last = (*last).max(floor);
+            }
+            tracing::debug!("event loop was starved; liveness verdicts postponed");
+        } else {
+            self.check_liveness(now);
+        }
+        self.trim_connections(now);
         self.drive_bootstraps(now);
         self.ensure_rep_connections();
         self.redial_lost_members(now);
@@ -603,13 +653,16 @@ impl Node {
         if provide {
             self.last_provide = Some(now);
         }
+        let look = self.member_links(now) < self.config.org_degree;
         let kad = &mut self.swarm.behaviour_mut().kad;
         for org in self.orgs.keys() {
             let key = kad::RecordKey::new(&org.dht_key());
             if provide && let Err(e) = kad.start_providing(key.clone()) {
                 tracing::warn!(%org, error = %e, "cannot announce org membership");
             }
-            kad.get_providers(key);
+            if look {
+                kad.get_providers(key);
+            }
         }
     }
 
@@ -688,6 +741,36 @@ impl Node {
         }
     }
 
+    /// Closes connections this node opened to peers that share no org with it (DHT lookups),
+    /// once idle for `idle_timeout`. libp2p would keep them forever: gossipsub holds a stream
+    /// open on every connection, so none ever counts as idle (rust-libp2p #5190).
+    ///
+    /// Connections to members are never cut: a member may follow this node as its rep
+    /// without this node knowing yet (announcements are minutes apart in a large org), and
+    /// the cut would look like the rep crashing. Their number stays bounded all the same:
+    /// this node dials `org_degree` members, lookups stop once it has them, and the periodic
+    /// provider announcements reach the same few nodes closest to the org's key.
+    fn trim_connections(&mut self, now: Instant) {
+        let grace = self.config.idle_timeout;
+        let bootstraps: BTreeSet<PeerId> = self.bootstraps.iter().filter_map(|b| b.peer).collect();
+        let unwanted: Vec<PeerId> = self
+            .connected_since
+            .iter()
+            .filter(|(peer, since)| {
+                now.saturating_duration_since(**since) > grace
+                    && !self.links.contains_key(*peer)
+                    && !bootstraps.contains(*peer)
+                    && !self.orgs.values().any(|o| o.has_member(peer))
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in unwanted {
+            tracing::debug!(%peer, "closing a connection no org needs");
+            self.connected_since.remove(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     fn redial_lost_members(&mut self, now: Instant) {
         let due: Vec<PeerId> = self
             .lost_members
@@ -708,6 +791,9 @@ impl Node {
             redial.next = now + redial.backoff;
             redial.backoff = (redial.backoff * 2).min(REDIAL_BACKOFF_MAX);
             let addrs = self.known_addrs.get(&peer).cloned().unwrap_or_default();
+            if !self.swarm.is_connected(&peer) {
+                self.member_dials.insert(peer, now);
+            }
             self.dial_peer(peer, addrs);
         }
     }
@@ -813,6 +899,61 @@ impl Node {
             .collect()
     }
 
+    /// Org members (or LAN peers) this node is connected to as neighbours, plus its member
+    /// dials in flight.
+    fn member_links(&mut self, now: Instant) -> usize {
+        let swarm = &self.swarm;
+        self.member_dials.retain(|peer, at| {
+            now.saturating_duration_since(*at) < MEMBER_DIAL_TIMEOUT && !swarm.is_connected(peer)
+        });
+        self.links.len() + self.member_dials.len()
+    }
+
+    /// Dials some of `candidates` (found on the LAN or in the DHT), at random, until this node
+    /// has `org_degree` neighbours: a random graph of bounded degree rather than a full mesh,
+    /// so that a large org costs each member a constant number of connections.
+    fn dial_members(&mut self, candidates: Vec<(PeerId, Vec<Multiaddr>)>) {
+        use rand::seq::SliceRandom;
+        let now = Instant::now();
+        let me = self.local_peer_id();
+        let budget = self
+            .config
+            .org_degree
+            .saturating_sub(self.member_links(now));
+        let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = candidates
+            .into_iter()
+            .filter(|(peer, _)| {
+                *peer != me
+                    && !self.swarm.is_connected(peer)
+                    && !self.member_dials.contains_key(peer)
+            })
+            .collect();
+        candidates.shuffle(&mut rand::thread_rng());
+        for (peer, addrs) in candidates.into_iter().take(budget) {
+            self.member_dials.insert(peer, now);
+            self.dial_peer(peer, addrs);
+        }
+    }
+
+    /// Asks the DHT where `peer` is (a rep or member known only by its id, from an
+    /// announcement or a provider record); it is dialled when the answer comes. At most one
+    /// lookup per peer per `ADDRESS_LOOKUP_GAP`.
+    fn look_up_addresses(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self
+            .address_lookups
+            .get(&peer)
+            .is_some_and(|at| now.saturating_duration_since(*at) < ADDRESS_LOOKUP_GAP)
+        {
+            return;
+        }
+        self.address_lookups
+            .retain(|_, at| now.saturating_duration_since(*at) < ADDRESS_LOOKUP_GAP * 4);
+        self.address_lookups.insert(peer, now);
+        tracing::debug!(%peer, "looking up a peer's addresses");
+        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+    }
+
     fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         if peer == self.local_peer_id() || self.swarm.is_connected(&peer) {
             return;
@@ -821,10 +962,10 @@ impl Node {
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
-        if let Err(e) = self.swarm.dial(opts)
-            && !matches!(e, DialError::DialPeerConditionFalse(_))
-        {
-            tracing::debug!(%peer, error = %e, "dial failed");
+        match self.swarm.dial(opts) {
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+            Err(DialError::NoAddresses) => self.look_up_addresses(peer),
+            Err(e) => tracing::debug!(%peer, error = %e, "dial failed"),
         }
     }
 
@@ -848,6 +989,15 @@ impl Node {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connection established");
+                if !self.links.contains_key(&peer_id) {
+                    if self.member_dials.remove(&peer_id).is_some() {
+                        self.links.insert(peer_id, Link::Chosen);
+                    } else if !endpoint.is_dialer() {
+                        // The dialler decides: a neighbour it chose stays, a DHT lookup's
+                        // connection is trimmed by the dialler when it is done.
+                        self.links.insert(peer_id, Link::Accepted);
+                    }
+                }
                 self.connection_addrs
                     .insert(connection_id, endpoint.get_remote_address().clone());
                 self.last_pong
@@ -858,6 +1008,7 @@ impl Node {
                         tracing::info!(addr = %b.configured, peer = %peer_id, "connected to bootstrap peer");
                         b.peer = Some(peer_id);
                         b.state = BootstrapState::Connected;
+                        self.links.insert(peer_id, Link::Chosen);
                         b.backoff = BOOTSTRAP_BACKOFF_START;
                         reached_bootstrap = true;
                     }
@@ -866,6 +1017,7 @@ impl Node {
                     // A new network segment: announce ourselves where its nodes will look.
                     self.provide_soon();
                 }
+                self.refresh_keep_alive(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -912,6 +1064,7 @@ impl Node {
                 for (peer, addr) in found {
                     by_peer.entry(peer).or_default().push(addr);
                 }
+                let mut candidates = Vec::new();
                 for (peer, addrs) in by_peer {
                     let addrs = prefer_tcp(addrs);
                     self.known_addrs.insert(peer, addrs.clone());
@@ -922,8 +1075,9 @@ impl Node {
                             .kad
                             .add_address(&peer, addr.clone());
                     }
-                    self.dial_peer(peer, addrs);
+                    candidates.push((peer, addrs));
                 }
+                self.dial_members(candidates);
             }
             BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -957,8 +1111,34 @@ impl Node {
                 self.known_addrs.insert(peer_id, usable);
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
-                is_new_peer: true, ..
-            }) => self.discover_soon(),
+                peer,
+                is_new_peer,
+                addresses,
+                ..
+            }) => {
+                if self.address_lookups.remove(&peer).is_some() {
+                    self.dial_peer(peer, addresses.into_vec());
+                }
+                // A new DHT neighbour may lead to members: look again, unless this node has
+                // all the neighbours it wants (in a large org, every start would otherwise
+                // send every member on a lookup round).
+                let now = Instant::now();
+                if is_new_peer && self.member_links(now) < self.config.org_degree {
+                    self.discover_soon();
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                ..
+            }) => {
+                for info in ok.peers {
+                    if !info.addrs.is_empty()
+                        && self.address_lookups.remove(&info.peer_id).is_some()
+                    {
+                        self.dial_peer(info.peer_id, info.addrs);
+                    }
+                }
+            }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result:
                     kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
@@ -967,9 +1147,7 @@ impl Node {
                     })),
                 ..
             }) => {
-                for peer in providers {
-                    self.dial_peer(peer, Vec::new());
-                }
+                self.dial_members(providers.into_iter().map(|p| (p, Vec::new())).collect());
             }
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(event),
             BehaviourEvent::StoreKad(event) => self.on_store_kad_event(event),
@@ -1006,6 +1184,7 @@ impl Node {
                 tracing::debug!(%peer, "peer connected");
                 self.lost_members.remove(&peer);
                 let now = Instant::now();
+                self.connected_since.insert(peer, now);
                 let mut member_of = Vec::new();
                 for org in self.orgs.values_mut() {
                     org.election.handle_connected(peer, now);
@@ -1027,12 +1206,16 @@ impl Node {
                 // A later reconnection asks again for what was missed meanwhile.
                 self.storage.forget_history_asks(&peer);
                 let now = Instant::now();
+                let chosen = self.links.remove(&peer) == Some(Link::Chosen);
+                self.connected_since.remove(&peer);
                 let mut member = false;
                 for org in self.orgs.values_mut() {
                     member |= org.has_member(&peer);
                     org.election.handle_disconnected(peer, loss, now);
                 }
-                if member {
+                // A neighbour this node chose is redialled (it may be a passing fault); one
+                // that dialled in is redialled by its own side. The rep is redialled anyway.
+                if member && chosen {
                     self.lost_members.insert(
                         peer,
                         Redial {

@@ -138,7 +138,8 @@ impl Node {
         let Some(mut state) = self.orgs.remove(org) else {
             return false;
         };
-        let goodbye = encode_announcement(&state.election.leave(Instant::now()));
+        let goodbye =
+            encode_announcement(&state.election.leave(Instant::now()), org, &self.keypair);
         let behaviour = self.swarm.behaviour_mut();
         if let Err(e) = behaviour
             .gossipsub
@@ -181,13 +182,36 @@ impl Node {
         }
     }
 
-    /// Keeps the connection to `peer` open while it shares at least one org with us.
+    /// Keeps the connection to `peer` open while it is one of this node's links in an org it
+    /// shares: its rep, a member it represents, or a member it chose (or accepted) as one of its
+    /// `org_degree` neighbours. Other connections (DHT lookups, surplus members) close when
+    /// idle, so a large org stays a bounded-degree graph instead of drifting to a full mesh.
     pub(super) fn refresh_keep_alive(&mut self, peer: PeerId) {
-        let shared = self.orgs.values().any(|o| o.has_member(&peer));
+        let keep = self.wants_link(&peer);
         self.swarm
             .behaviour_mut()
             .connections
-            .set_keep_alive(peer, shared);
+            .set_keep_alive(peer, keep);
+    }
+
+    /// Whether this node keeps its connection to `peer` (see `refresh_keep_alive`): its rep,
+    /// a member that names this node as its rep, or a member that is one of its links (or any
+    /// member, while this node is rep).
+    pub(super) fn wants_link(&self, peer: &PeerId) -> bool {
+        let me = self.local_peer_id();
+        self.orgs.values().any(|o| {
+            o.election.rep() == Some(peer)
+                || o.election.follows(peer) == Some(&me)
+                || (o.has_member(peer) && (o.election.am_rep() || self.links.contains_key(peer)))
+        })
+    }
+
+    /// Re-applies the keep-alive policy to every connected peer (after a rep change).
+    fn refresh_keep_alive_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.refresh_keep_alive(peer);
+        }
     }
 
     /// The earliest election deadline over all orgs.
@@ -248,12 +272,8 @@ impl Node {
         match out {
             Output::Announce(ann) => {
                 let topic = org.control_topic.clone();
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(topic, encode_announcement(&ann))
-                {
+                let bytes = encode_announcement(&ann, name, &self.keypair);
+                match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
                     Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
                     Err(e) => {
                         tracing::debug!(org = %name, error = %e, "announcement not published")
@@ -286,11 +306,9 @@ impl Node {
                 });
                 if rep != self.local_peer_id() {
                     self.dial_peer(rep, Vec::new());
-                    self.swarm
-                        .behaviour_mut()
-                        .connections
-                        .set_keep_alive(rep, true);
                 }
+                // Becoming or ceasing to be rep changes which links this node keeps.
+                self.refresh_keep_alive_all();
                 self.update_tier(name);
             }
             Output::MemberJoined(peer) => {
@@ -383,7 +401,6 @@ impl Node {
     /// Republishes `envelope`, delivered in `org`, into the orgs this node relays it to.
     /// Returns how many copies it published.
     fn relay(&mut self, envelope: &Envelope, org: &OrgName) -> usize {
-        let me = self.local_peer_id();
         let visited: BTreeSet<&OrgName> = envelope
             .path()
             .iter()
@@ -413,7 +430,7 @@ impl Node {
             if !self.seen.insert((target.clone(), envelope.id())) {
                 continue; // delivered or relayed there already
             }
-            let copy = match envelope.relayed(target.clone(), me, Direction::Down) {
+            let copy = match envelope.relayed(target.clone(), &self.keypair, Direction::Down) {
                 Ok(copy) => copy,
                 Err(e) => {
                     tracing::debug!(org = %target, error = %e, "not relayed");
@@ -479,6 +496,7 @@ impl Node {
                     && let Some(state) = self.orgs.get_mut(&org)
                 {
                     state.subscribers.insert(peer_id);
+                    state.election.handle_member_seen(peer_id);
                     self.refresh_keep_alive(peer_id);
                 }
             }
@@ -501,14 +519,7 @@ impl Node {
         message_id: &gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let decoded = message
-            .source
-            .ok_or_else(|| "unsigned announcement".to_owned())
-            .and_then(|source| {
-                decode_announcement(&message.data)
-                    .map(|ann| (source, ann))
-                    .map_err(|e| e.to_string())
-            });
+        let decoded = decode_announcement(&message.data, &org).map_err(|e| e.to_string());
         let acceptance = match (&decoded, self.orgs.contains_key(&org)) {
             (Err(reason), _) => {
                 tracing::info!(peer = %propagation_source, %reason, "rejected invalid announcement");

@@ -13,8 +13,12 @@
 //!
 //! Data flow:
 //! - a member's *score* is the number of members it is directly connected to;
-//! - every member announces `(score, term, rep)` every heartbeat and at once on change; the rep
-//!   also announces the line of succession (the other members, best first);
+//! - every member announces `(score, term, rep)` every heartbeat; the rep also announces the
+//!   line of succession (the other members, best first), and at once (at most every
+//!   `min_announce_gap`) when it changes or a newcomer appears. Other members announce early only
+//!   a ballot they inferred themselves and have not heard from its rep: announcements are
+//!   broadcast, so repeating a heard ballot, or every member greeting every newcomer, would cost
+//!   O(members²) messages in a large org;
 //! - views are *ballots* `(term, rep)`, ordered by term, then by the lower peer id; every
 //!   member moves to the greatest ballot it hears (a max-register), so two reps claimed for
 //!   one term resolve to the lower peer id without inflating the term;
@@ -32,8 +36,8 @@ use std::{
 mod wire;
 
 pub use wire::{
-    ANNOUNCEMENT_VERSION, AnnouncementDecodeError, MAX_ANNOUNCEMENT_BYTES, MAX_WIRE_SUCCESSION,
-    decode_announcement, encode_announcement,
+    ANNOUNCEMENT_VERSION, AnnouncementDecodeError, MAX_ANNOUNCEMENT_BYTES, MAX_HEARTBEAT_MS,
+    MAX_WIRE_SUCCESSION, decode_announcement, encode_announcement,
 };
 
 /// Tunables of the election. All members of an org should use the same values.
@@ -58,19 +62,32 @@ pub struct Config {
     pub hold: Duration,
     /// The longest line of succession announced.
     pub max_succession: usize,
+    /// The shortest interval between two announcements of the rep that are not heartbeats
+    /// (succession changed, newcomers), in a small org: a burst of joins costs one
+    /// announcement per gap.
+    pub min_announce_gap: Duration,
+    /// Added to `min_announce_gap` for every known member: the rep's announcement is a
+    /// broadcast to all of them.
+    pub announce_gap_per_member: Duration,
+    /// How long a member that inferred a new ballot itself (failover, first election) waits
+    /// for its rep to announce it before announcing it itself.
+    pub announce_suppress: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             heartbeat: Duration::from_millis(300),
-            heartbeat_per_member: Duration::from_millis(20),
+            heartbeat_per_member: Duration::from_millis(100),
             silence_timeout: Duration::from_millis(1_500),
             member_timeout: Duration::from_secs(10),
             join_grace: Duration::from_millis(1_000),
             margin: 2,
             hold: Duration::from_secs(5),
             max_succession: 32,
+            min_announce_gap: Duration::from_millis(100),
+            announce_gap_per_member: Duration::from_millis(1),
+            announce_suppress: Duration::from_millis(300),
         }
     }
 }
@@ -125,6 +142,9 @@ pub struct Announcement<P> {
     pub incarnation: u64,
     /// Increases with every announcement of one incarnation.
     pub seq: u64,
+    /// The sender's heartbeat interval: how soon its next announcement is due. Its silence is
+    /// judged by it (in a large org the rep's heartbeat is longer than small members expect).
+    pub heartbeat: Duration,
     /// The sender's score.
     pub score: u32,
     /// The sender's term.
@@ -176,6 +196,8 @@ pub enum Output<P> {
 struct Member<P> {
     score: u32,
     last_heard: Instant,
+    /// The heartbeat interval it announced.
+    heartbeat: Duration,
     /// The ballot this member last said it reaches the rep of.
     vouches_for: Option<(u64, P)>,
     incarnation: u64,
@@ -201,7 +223,14 @@ pub struct Election<P> {
     /// for `silence_timeout` after that.
     rep_adopted_at: Instant,
     next_heartbeat: Instant,
-    announce_now: bool,
+    /// Announce at the next opportunity, at most once per `min_announce_gap` (rep only).
+    announce_soon: bool,
+    /// Announce at this time, whatever the gap: our own new ballot (now), or one we inferred
+    /// and its rep has not announced yet (after `announce_suppress`).
+    announce_at: Option<Instant>,
+    last_announced: Option<Instant>,
+    /// Whether other members are known to exist (subscribed to the org) though none was heard.
+    others_seen: bool,
     challenger: Option<(P, Instant)>,
     outputs: VecDeque<Output<P>>,
 }
@@ -224,7 +253,11 @@ impl<P: Ord + Clone + Debug> Election<P> {
             joined_at: now,
             rep_adopted_at: now,
             next_heartbeat: now,
-            announce_now: true,
+            announce_soon: false,
+            // A newcomer announces itself at once so that the rep answers with the view.
+            announce_at: Some(now),
+            last_announced: None,
+            others_seen: false,
             challenger: None,
             outputs: VecDeque::new(),
         }
@@ -237,9 +270,35 @@ impl<P: Ord + Clone + Debug> Election<P> {
             .max(self.config.heartbeat_per_member * self.members.len() as u32)
     }
 
+    /// When the first election is due if no rep is heard: after `join_grace`, or (four times
+    /// that, at least the silence timeout) when other members are known to exist but none
+    /// was heard yet. A newcomer to a
+    /// large org is not in its gossip mesh for a moment; electing itself then (term 1, and
+    /// perhaps a lower peer id than the rep's) would unseat the rep of a settled org.
+    fn first_election_at(&self) -> Instant {
+        if self.others_seen && self.members.is_empty() {
+            self.joined_at + (self.config.join_grace * 4).max(self.config.silence_timeout)
+        } else {
+            self.joined_at + self.config.join_grace
+        }
+    }
+
+    /// Another member exists (it subscribed to the org's control topic), though it may not
+    /// have announced itself yet.
+    pub fn handle_member_seen(&mut self, peer: P) {
+        if peer != self.me {
+            self.others_seen = true;
+        }
+    }
+
     /// The current silence timeout: at least four heartbeats.
     fn silence_timeout(&self) -> Duration {
         self.config.silence_timeout.max(self.heartbeat() * 4)
+    }
+
+    /// How long member `m` may be silent: also at least four of *its* heartbeats.
+    fn silence_of(&self, m: &Member<P>) -> Duration {
+        self.silence_timeout().max(m.heartbeat * 4)
     }
 
     /// The current term (0 before any rep is known).
@@ -294,6 +353,14 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.members.contains_key(peer)
     }
 
+    /// The rep `peer` last said it reaches (its view), if it said so.
+    pub fn follows(&self, peer: &P) -> Option<&P> {
+        self.members
+            .get(peer)
+            .and_then(|m| m.vouches_for.as_ref())
+            .map(|(_, rep)| rep)
+    }
+
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output<P>> {
         self.outputs.pop_front()
@@ -302,17 +369,25 @@ impl<P: Ord + Clone + Debug> Election<P> {
     /// When [`Election::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Instant {
         let mut next = self.next_heartbeat;
+        if let Some(at) = self.announce_at {
+            next = next.min(at);
+        }
+        if self.announce_soon {
+            next = next.min(self.announce_gap_end());
+        }
         if self.rep.is_none() {
-            next = next.min(self.joined_at + self.config.join_grace);
+            next = next.min(self.first_election_at());
         }
         if let Some(rep) = self.rep.as_ref().filter(|r| **r != self.me)
             && !self.connected.contains(rep)
         {
-            let heard = self
+            let (heard, silence) = self
                 .members
                 .get(rep)
-                .map_or(self.rep_adopted_at, |m| m.last_heard);
-            next = next.min(heard + self.silence_timeout());
+                .map_or((self.rep_adopted_at, self.silence_timeout()), |m| {
+                    (m.last_heard, self.silence_of(m))
+                });
+            next = next.min(heard + silence);
         }
         if let Some((_, since)) = &self.challenger {
             next = next.min(*since + self.config.hold);
@@ -326,9 +401,10 @@ impl<P: Ord + Clone + Debug> Election<P> {
             return;
         }
         self.connected.insert(peer.clone());
+        // The new score travels with the next heartbeat; the rep's line, if it changes,
+        // is announced by `act_as_rep`.
         if let Some(m) = self.members.get_mut(&peer) {
             m.lost = None;
-            self.announce_now = true;
         }
         self.evaluate(now);
     }
@@ -338,7 +414,6 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.connected.remove(&peer);
         if let Some(m) = self.members.get_mut(&peer) {
             m.lost = Some((now, loss));
-            self.announce_now = true;
         }
         self.evaluate(now);
     }
@@ -356,6 +431,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 m.incarnation = ann.incarnation;
                 m.seq = ann.seq;
                 m.score = ann.score;
+                m.heartbeat = ann.heartbeat;
                 m.last_heard = now;
                 m.vouches_for = ann
                     .rep
@@ -372,6 +448,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     Member {
                         score: ann.score,
                         last_heard: now,
+                        heartbeat: ann.heartbeat,
                         vouches_for: ann
                             .rep
                             .clone()
@@ -383,13 +460,20 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     },
                 );
                 self.outputs.push_back(Output::MemberJoined(from.clone()));
-                // A newcomer should learn the view (and the rep's succession) right away.
-                self.announce_now = true;
+                // A newcomer should learn the view (and the succession) right away: from the
+                // rep alone, not from every member.
+                if self.am_rep() {
+                    self.announce_soon = true;
+                }
             }
         }
         let from_rep = ann.rep.as_ref() == Some(&from);
         if from_rep && ann.term >= self.term {
             self.succession = ann.succession.clone();
+        }
+        if from_rep && ann.term == self.term && self.rep.as_ref() == Some(&from) && !self.am_rep() {
+            // The rep announced our ballot itself: everyone heard it, no need to repeat it.
+            self.announce_at = None;
         }
         if ann.kind == AnnouncementKind::Leaving {
             self.members.remove(&from);
@@ -409,7 +493,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 {
                     m.last_heard = m.last_heard.max(now);
                 }
-                self.adopt(ann.term, their_rep, ann.reason, now);
+                self.adopt(ann.term, their_rep, ann.reason, Inferred::No, now);
             } else if ann.term == self.term
                 && self.rep.as_ref().is_none_or(|mine| their_rep < *mine)
                 && self.presumed_alive(&their_rep, now)
@@ -419,7 +503,13 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 // the lower peer id), and every member moves to the greatest ballot it hears:
                 // a max-register, so all converge without inflating the term. The holder of
                 // the lesser ballot adopts this one when it hears it.
-                self.adopt(self.term, their_rep, Reason::PartitionHeal, now);
+                self.adopt(
+                    self.term,
+                    their_rep,
+                    Reason::PartitionHeal,
+                    Inferred::No,
+                    now,
+                );
             }
         }
         self.evaluate(now);
@@ -427,9 +517,6 @@ impl<P: Ord + Clone + Debug> Election<P> {
 
     /// Time passed; call at [`Election::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.next_heartbeat {
-            self.announce_now = true;
-        }
         self.evaluate(now);
     }
 
@@ -447,6 +534,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             kind,
             incarnation: self.incarnation,
             seq: self.seq,
+            heartbeat: self.heartbeat(),
             score: self.score(),
             term: self.term,
             rep: self.rep.clone(),
@@ -470,7 +558,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         {
             return Some(false);
         }
-        Some(now.saturating_duration_since(m.last_heard) < self.silence_timeout())
+        Some(now.saturating_duration_since(m.last_heard) < self.silence_of(m))
     }
 
     /// Whether this member reaches the rep itself (for `rep_reachable`).
@@ -503,11 +591,10 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 }
             }
         }
-        let silence = self.silence_timeout();
         self.members.iter().any(|(p, m)| {
             p != rep
                 && m.vouches_for.as_ref() == Some(&(self.term, rep.clone()))
-                && now.saturating_duration_since(m.last_heard) < silence
+                && now.saturating_duration_since(m.last_heard) < self.silence_of(m)
         })
     }
 
@@ -523,32 +610,24 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.member_alive(peer, now).unwrap_or(true)
     }
 
-    fn rank_key(&self, peer: &P) -> (Reverse<u32>, P) {
-        let score = if *peer == self.me {
-            self.score()
-        } else {
-            self.members.get(peer).map_or(0, |m| m.score)
-        };
-        (Reverse(score), peer.clone())
-    }
-
     /// Live members (this one included), best first: most connections, then lowest peer id.
     fn ranked_alive(&self, now: Instant) -> Vec<P> {
-        let mut alive: Vec<P> = self
+        let mut alive: Vec<(Reverse<u32>, P)> = self
             .members
-            .keys()
-            .filter(|p| self.alive(p, now))
-            .cloned()
-            .chain(std::iter::once(self.me.clone()))
+            .iter()
+            .filter(|(p, _)| self.alive(p, now))
+            .map(|(p, m)| (Reverse(m.score), p.clone()))
+            .chain(std::iter::once((Reverse(self.score()), self.me.clone())))
             .collect();
-        alive.sort_by_key(|p| self.rank_key(p));
-        alive
+        alive.sort_unstable();
+        alive.into_iter().map(|(_, p)| p).collect()
     }
 
-    fn adopt(&mut self, term: u64, rep: P, reason: Reason, now: Instant) {
+    fn adopt(&mut self, term: u64, rep: P, reason: Reason, inferred: Inferred, now: Instant) {
         if term == self.term && self.rep.as_ref() == Some(&rep) {
             return;
         }
+        let was_rep = self.am_rep();
         self.rep_adopted_at = now;
         let previous = self.rep.replace(rep.clone());
         self.term = term;
@@ -557,7 +636,18 @@ impl<P: Ord + Clone + Debug> Election<P> {
         // Keep the old line minus the new rep until the new rep announces its own: a second
         // failure right away still has a successor.
         self.succession.retain(|p| *p != rep);
-        self.announce_now = true;
+        if rep == self.me || (was_rep && inferred == Inferred::Yes) {
+            // A new rep takes charge at once; a rep handing over is the only one who knows.
+            self.announce_at = Some(now);
+        } else if inferred == Inferred::Yes {
+            // Every member connected to the old rep inferred the same ballot; the new rep
+            // normally announces it within a round trip, and then nobody else needs to.
+            let at = now + self.config.announce_suppress;
+            self.announce_at = Some(self.announce_at.map_or(at, |t| t.min(at)));
+        } else {
+            // Heard in a broadcast announcement: everyone else heard it too.
+            self.announce_at = None;
+        }
         self.outputs.push_back(Output::RepChanged {
             rep,
             term,
@@ -579,16 +669,16 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     .find(|p| Some(p) != lost.as_ref())
             })
             .unwrap_or_else(|| self.me.clone());
-        self.adopt(self.term + 1, next, reason, now);
+        self.adopt(self.term + 1, next, reason, Inferred::Yes, now);
     }
 
     fn evaluate(&mut self, now: Instant) {
         self.expire_members(now);
         match self.rep.clone() {
             None => {
-                if now >= self.joined_at + self.config.join_grace {
+                if now >= self.first_election_at() {
                     let best = self.ranked_alive(now).swap_remove(0);
-                    self.adopt(self.term + 1, best, Reason::Elected, now);
+                    self.adopt(self.term + 1, best, Reason::Elected, Inferred::Yes, now);
                 }
             }
             Some(rep) if rep == self.me => self.act_as_rep(now),
@@ -606,7 +696,10 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 }
             }
         }
-        if self.announce_now || now >= self.next_heartbeat {
+        let due = now >= self.next_heartbeat
+            || self.announce_at.is_some_and(|at| now >= at)
+            || (self.announce_soon && now >= self.announce_gap_end());
+        if due {
             self.announce(now);
         }
     }
@@ -617,7 +710,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         line.truncate(self.config.max_succession);
         if line != self.succession {
             self.succession = line;
-            self.announce_now = true;
+            self.announce_soon = true;
         }
         // Hysteresis: hand over only to a clearly better member, and only once its lead has
         // lasted `hold`, so one extra connection for a moment changes nothing.
@@ -627,14 +720,24 @@ impl<P: Ord + Clone + Debug> Election<P> {
             return;
         };
         let best_score = self.members.get(&best).map_or(0, |m| m.score);
-        if best_score < my_score.saturating_add(self.config.margin) {
+        // The margin grows with the rep's score (an eighth of it): in a large org, two
+        // well-connected members differ by a few links from moment to moment, and trading the
+        // rep between them would make every member dial a new rep each time.
+        let margin = self.config.margin.max(my_score / 8);
+        if best_score < my_score.saturating_add(margin) {
             self.challenger = None;
             return;
         }
         match &self.challenger {
             Some((c, since)) if *c == best => {
                 if now >= *since + self.config.hold {
-                    self.adopt(self.term + 1, best, Reason::BetterCandidate, now);
+                    self.adopt(
+                        self.term + 1,
+                        best,
+                        Reason::BetterCandidate,
+                        Inferred::Yes,
+                        now,
+                    );
                 }
             }
             _ => self.challenger = Some((best, now)),
@@ -648,7 +751,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             .iter()
             .filter(|(p, m)| {
                 !self.connected.contains(*p)
-                    && now.saturating_duration_since(m.last_heard) >= timeout
+                    && now.saturating_duration_since(m.last_heard) >= timeout.max(m.heartbeat * 8)
             })
             .map(|(p, _)| p.clone())
             .collect();
@@ -658,12 +761,29 @@ impl<P: Ord + Clone + Debug> Election<P> {
         }
     }
 
+    fn announce_gap_end(&self) -> Instant {
+        let gap = self.config.min_announce_gap
+            + self.config.announce_gap_per_member * self.members.len() as u32;
+        self.last_announced.map_or(self.joined_at, |t| t + gap)
+    }
+
     fn announce(&mut self, now: Instant) {
-        self.announce_now = false;
+        self.announce_soon = false;
+        self.announce_at = None;
+        self.last_announced = Some(now);
         self.next_heartbeat = now + self.heartbeat();
         let announcement = self.announcement(AnnouncementKind::State, now);
         self.outputs.push_back(Output::Announce(announcement));
     }
+}
+
+/// How a member came to a ballot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inferred {
+    /// It worked the ballot out itself (failover, first election, handing over).
+    Yes,
+    /// It heard the ballot in an announcement, which every member received too.
+    No,
 }
 
 #[cfg(test)]

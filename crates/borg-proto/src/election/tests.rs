@@ -42,12 +42,17 @@ struct Sim {
     max_delay_ms: u64,
     drop_percent: u64,
     next_incarnation: u64,
+    /// Announcements published so far (each one is a broadcast to the whole org).
+    announcements: u64,
 }
 
 impl Sim {
     fn new(n: u32, links: BTreeSet<(u32, u32)>, seed: u64) -> Self {
+        Self::with_config(n, links, seed, Config::default())
+    }
+
+    fn with_config(n: u32, links: BTreeSet<(u32, u32)>, seed: u64, config: Config) -> Self {
         let now = Instant::now();
-        let config = Config::default();
         let mut sim = Sim {
             now,
             config,
@@ -59,6 +64,7 @@ impl Sim {
             max_delay_ms: 5,
             drop_percent: 0,
             next_incarnation: 1,
+            announcements: 0,
         };
         for i in 0..n {
             sim.start(i);
@@ -93,6 +99,8 @@ impl Sim {
 
     /// Starts (or restarts) member `i` with a fresh election and connects its links.
     fn start(&mut self, i: u32) {
+        // A member started later than the others begins on the main side.
+        self.group.entry(i).or_insert(0);
         let incarnation = self.next_incarnation;
         self.next_incarnation += 1;
         let election = Election::new(i, self.config.clone(), incarnation, self.now);
@@ -218,6 +226,7 @@ impl Sim {
                 return;
             }
             for (i, ann) in sent {
+                self.announcements += 1;
                 self.broadcast(i, ann);
             }
         }
@@ -317,6 +326,62 @@ fn agreement_members_started_together_elect_one_rep() {
     for n in sim.nodes.values() {
         assert_eq!(n.history, vec![(1, 0)]);
     }
+}
+
+#[test]
+fn economy_announcements_grow_linearly_with_the_org() {
+    // 60 members, each linked to the first (a bootstrap everyone dialled) and to 4 others,
+    // started 5 ms apart. Each announcement is a broadcast to the whole org, so greeting every
+    // newcomer from every member, or repeating every heard ballot, would cost thousands.
+    let n = 60u32;
+    let mut links = BTreeSet::new();
+    for i in 1..n {
+        links.insert((0, i));
+        for k in 1..=2 {
+            let j = (i + k * 7) % n;
+            if j != i && j != 0 {
+                links.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    // Heartbeats every 3 s: members' heartbeats fall in the first 0.3 s of every 3 s, so the
+    // window measured after the crash (5.3 to 5.5 s) holds none of them.
+    let config = Config {
+        heartbeat: Duration::from_secs(3),
+        heartbeat_per_member: Duration::from_millis(10),
+        ..Config::default()
+    };
+    let mut sim = Sim::with_config(1, links, 11, config);
+    for i in 1..n {
+        sim.run_for(5 * MS);
+        sim.start(i);
+    }
+    sim.run_for(Duration::from_secs(5));
+    sim.assert_agreement();
+    assert_eq!(
+        sim.view(n - 1).1,
+        Some(0),
+        "the best connected member is rep"
+    );
+    let joining = sim.announcements;
+    // About two heartbeats per member in 5.3 s, one self-introduction each, and the rep's
+    // answers to the newcomers (at most one per `min_announce_gap`).
+    assert!(
+        joining <= u64::from(n) * 4,
+        "{joining} announcements for {n} members"
+    );
+    // A crash of the rep: every member connected to it infers the successor; only the
+    // successor announces it at once, the others stay quiet unless it does not.
+    let before = sim.announcements;
+    sim.crash(0);
+    sim.run_for(200 * MS);
+    let failover = sim.announcements - before;
+    assert!(
+        failover <= 3,
+        "{failover} announcements right after the failover"
+    );
+    sim.run_for(Duration::from_secs(8));
+    sim.assert_agreement();
 }
 
 #[test]
@@ -580,4 +645,37 @@ proptest! {
             }
         }
     }
+}
+
+/// A newcomer that knows others are there (it saw them subscribe) but has not heard them yet
+/// waits longer than `join_grace` before electing: electing itself at term 1 would unseat a
+/// settled rep with a higher peer id. A newcomer alone elects itself after `join_grace`.
+#[test]
+fn first_election_newcomer_does_not_unseat_a_settled_rep() {
+    let now = Instant::now();
+    let config = Config::default();
+    let grace = config.join_grace;
+    let mut newcomer = Election::new(0u32, config.clone(), 1, now);
+    newcomer.handle_connected(5, now);
+    newcomer.handle_member_seen(5);
+    newcomer.handle_timeout(now + grace + 10 * MS);
+    assert_eq!(newcomer.rep(), None, "waits while the org is silent to it");
+    let heartbeat = Announcement {
+        kind: AnnouncementKind::State,
+        incarnation: 9,
+        seq: 40,
+        heartbeat: Duration::from_millis(3_000),
+        score: 30,
+        term: 1,
+        rep: Some(5),
+        reason: Reason::Elected,
+        rep_reachable: true,
+        succession: vec![7, 8],
+    };
+    newcomer.handle_announcement(5, heartbeat, now + grace * 2);
+    assert_eq!((newcomer.term(), newcomer.rep()), (1, Some(&5)));
+
+    let mut alone = Election::new(0u32, config, 1, now);
+    alone.handle_timeout(now + grace);
+    assert_eq!((alone.term(), alone.rep()), (1, Some(&0)));
 }
