@@ -130,6 +130,14 @@ fn print_table(rows: &[Row]) {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The in-process scenarios log through this process: `RUST_LOG=info` shows why a swarm
+    // does not converge.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let node_bin = match &args.node_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()?

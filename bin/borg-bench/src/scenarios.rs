@@ -645,9 +645,12 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 bootstrap: Some(seed.into_iter().collect()),
                 orgs: Some(vec![ORG.into()]),
                 mdns: Some(false),
-                ping_interval_ms: Some(1_000),
-                ping_timeout_ms: Some(4_000),
-                election_silence_timeout_ms: Some(5_000),
+                // Hundreds of nodes share two cores here, where each real node has a CPU of its
+                // own: the liveness timers are relaxed so that pongs late from scheduling alone
+                // do not close links (failover speed is measured by the LAN scenarios).
+                ping_interval_ms: Some(5_000),
+                ping_timeout_ms: Some(20_000),
+                election_silence_timeout_ms: Some(30_000),
                 ..Layer::default()
             },
         )
@@ -679,6 +682,7 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 .map_err(|e| e.to_string())?,
             );
         }
+        eprintln!("scale {n}: all started after {:.1} s", started.elapsed().as_secs_f64());
         loop {
             if started.elapsed() > limit {
                 let rss = proc_rss_kib(me).unwrap_or(0.0);
@@ -691,23 +695,47 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 ));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let mut view = None;
-            let mut agreed = true;
+            // Every node's view, and how it is connected: printed as progress, so that a run
+            // that does not converge shows why.
+            let mut views: std::collections::HashMap<Option<(String, u64)>, usize> =
+                std::collections::HashMap::new();
+            let (mut peers_min, mut peers_max, mut peers_sum) = (usize::MAX, 0, 0);
+            let mut members_min = usize::MAX;
+            // How many members (itself included) the node that believes it is rep knows.
+            let mut rep_knows = 0;
+            // Ask every node at once: asked one by one, a round over 1,000 busy event loops
+            // takes longer than the convergence it measures.
+            let mut asks = tokio::task::JoinSet::new();
             for node in &nodes {
-                let Ok(orgs) = node.orgs().await else {
-                    agreed = false;
-                    break;
-                };
-                let v = orgs
-                    .into_iter()
-                    .find(|o| o.org == ORG)
-                    .and_then(|o| o.rep.map(|r| (r, o.term)));
-                if v.is_none() || (view.is_some() && view != v) {
-                    agreed = false;
-                    break;
-                }
-                view = v;
+                let node = node.clone();
+                asks.spawn(async move { (node.orgs().await, node.status().await) });
             }
+            while let Some(answer) = asks.join_next().await {
+                let Ok((Ok(orgs), Ok(status))) = answer else {
+                    *views.entry(None).or_default() += 1;
+                    continue;
+                };
+                let org = orgs.into_iter().find(|o| o.org == ORG);
+                members_min = members_min.min(org.as_ref().map_or(0, |o| o.members.len()));
+                if let Some(o) = org.as_ref().filter(|o| o.am_rep) {
+                    rep_knows = rep_knows.max(o.members.len());
+                }
+                let v = org.and_then(|o| o.rep.map(|r| (r, o.term)));
+                *views.entry(v).or_default() += 1;
+                peers_min = peers_min.min(status.peers.len());
+                peers_max = peers_max.max(status.peers.len());
+                peers_sum += status.peers.len();
+            }
+            let largest = views.values().copied().max().unwrap_or(0);
+            // One agreed rep *of the whole org*: every node names it, and it knows every member
+            // (its line of succession is drawn from all of them).
+            let agreed = views.len() == 1 && !views.contains_key(&None) && rep_knows >= n;
+            eprintln!(
+                "scale {n}: {:>5.1} s  views {} (largest {largest}/{n})  rep knows {rep_knows}  members known >= {members_min}  peers {peers_min}/{}/{peers_max} (min/avg/max)",
+                started.elapsed().as_secs_f64(),
+                views.len(),
+                peers_sum / n.max(1),
+            );
             if agreed {
                 let rss = proc_rss_kib(me).unwrap_or(0.0);
                 for n in &nodes {
@@ -729,7 +757,9 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 "<= 20 s at 1000",
                 |m, _, _, _| m <= 20.0,
             )
-            .note("in-process, from the first start to one agreed rep"),
+            .note(
+                "in-process, from the first start until all name one rep and it knows all members",
+            ),
             Row::from_samples(
                 "scale-memory",
                 n,
