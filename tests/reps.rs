@@ -58,6 +58,16 @@ fn await_successor(
     eprintln!("{what}: survivors adopted the successor after {took:?} ms");
 }
 
+/// The line of succession once every node of `nodes` holds the same complete one (the rep and
+/// every other node). The rep announces its line as members' heartbeats fill it in.
+fn whole_line(lab: &Lab, nodes: &[usize], org: &str) -> Vec<String> {
+    lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
+        let line = succession(lab, nodes[0], org);
+        (line.len() == nodes.len() && nodes.iter().all(|&i| succession(lab, i, org) == line))
+            .then_some(line)
+    })
+}
+
 fn succession(lab: &Lab, i: usize, org: &str) -> Vec<String> {
     lab.orgs(i)
         .and_then(|orgs| orgs.into_iter().find(|o| o["org"] == org))
@@ -78,13 +88,7 @@ enum RepLoss {
 /// successor that everyone knew in advance, with `reason`.
 fn lose_the_rep(how: RepLoss, reason: &str, what: &str) {
     let (mut lab, nodes, rep) = org_of(5, "lab");
-    // The rep announces its line as members' heartbeats fill it in: wait until every node
-    // holds the same complete line (rep + 4 successors).
-    let line = lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
-        let line = succession(lab, nodes[0], "lab");
-        (line.len() == 5 && nodes.iter().all(|&i| succession(lab, i, "lab") == line))
-            .then_some(line)
-    });
+    let line = whole_line(&lab, &nodes, "lab");
     assert_eq!(line[0], lab.nodes[rep].peer_id);
     let lost_at = unix_ms();
     match how {
@@ -324,7 +328,7 @@ fn reps_sigterm_on_the_rep_hands_over() {
         return;
     }
     let (mut lab, nodes, rep) = org_of(4, "lab");
-    let successor = succession(&lab, nodes[0], "lab")[1].clone();
+    let successor = whole_line(&lab, &nodes, "lab")[1].clone();
     let left_at = unix_ms();
     let took = lab.terminate(rep);
     let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep).collect();

@@ -52,7 +52,7 @@ const MAX_HISTORY_REQUEST_BYTES: u64 = 4 * 1024;
 const MAX_HISTORY_RESPONSE_BYTES: u64 = 6 * 1024 * 1024;
 
 /// The identify protocol version string borg nodes announce.
-pub const IDENTIFY_PROTOCOL_VERSION: &str = "/borg/1.0.0";
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/borg/2.0.0";
 
 /// Largest gossipsub frame accepted; the envelope limit is well below it.
 const MAX_GOSSIP_TRANSMIT_BYTES: usize = 64 * 1024;

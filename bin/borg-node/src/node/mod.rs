@@ -964,7 +964,13 @@ impl Node {
             .build();
         match self.swarm.dial(opts) {
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
-            Err(DialError::NoAddresses) => self.look_up_addresses(peer),
+            // Only a rep is worth a DHT walk (each one opens connections along the way); other
+            // members are found with their addresses by the next discovery round.
+            Err(DialError::NoAddresses) => {
+                if self.orgs.values().any(|o| o.election.rep() == Some(&peer)) {
+                    self.look_up_addresses(peer);
+                }
+            }
             Err(e) => tracing::debug!(%peer, error = %e, "dial failed"),
         }
     }
