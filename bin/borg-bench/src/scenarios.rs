@@ -91,8 +91,7 @@ fn settle_line(lab: &Lab, nodes: &[usize]) {
     };
     lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
         let first = line(lab, nodes[0]);
-        (first.len() == nodes.len() && nodes.iter().all(|&i| line(lab, i) == first))
-            .then_some(())
+        (first.len() == nodes.len() && nodes.iter().all(|&i| line(lab, i) == first)).then_some(())
     });
 }
 

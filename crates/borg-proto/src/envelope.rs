@@ -136,6 +136,8 @@ impl fmt::Debug for MessageId {
 /// A signed org message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
+    /// `SHA-256(core)[..16]`, computed once.
+    id: MessageId,
     org: OrgName,
     author: PeerId,
     sent_at_ms: u64,
@@ -267,11 +269,39 @@ fn direction_code(direction: Direction) -> u8 {
     }
 }
 
-fn core_id(core: &WireCore) -> MessageId {
-    let digest = Sha256::digest(encode_wire(core));
+fn id_of_core_bytes(core_bytes: &[u8]) -> MessageId {
+    let digest = Sha256::digest(core_bytes);
     let mut id = [0u8; 16];
     id.copy_from_slice(&digest[..16]);
     MessageId(id)
+}
+
+/// Decodes a protobuf public key, remembering recent ones.
+///
+/// Decoding an ed25519 key decompresses a curve point (a field inversion and a square root),
+/// which cost as much as a fifth of a verification; an org has few authors and relayers, each
+/// sending many messages. Bounded: the cache is emptied when it reaches `KEY_CACHE_SIZE`.
+pub(crate) fn decode_key(bytes: &[u8]) -> Result<PublicKey, libp2p::identity::DecodingError> {
+    use std::{
+        collections::HashMap,
+        sync::{Mutex, OnceLock},
+    };
+    const KEY_CACHE_SIZE: usize = 4096;
+    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, PublicKey>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(cache) = cache.lock()
+        && let Some(key) = cache.get(bytes)
+    {
+        return Ok(key.clone());
+    }
+    let key = PublicKey::try_decode_protobuf(bytes)?;
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= KEY_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(bytes.to_vec(), key.clone());
+    }
+    Ok(key)
 }
 
 fn encode_wire<T: Encode>(value: &T) -> Vec<u8> {
@@ -305,11 +335,11 @@ impl Envelope {
             kind: KIND_TEXT,
             body: text.clone().into_bytes(),
         };
-        let signature = keypair.sign(&signing_input(
-            &encode_wire(&wire_core),
-            Some(direction_code(direction)),
-        ))?;
+        let core_bytes = encode_wire(&wire_core);
+        let signature =
+            keypair.sign(&signing_input(&core_bytes, Some(direction_code(direction))))?;
         Ok(Self {
+            id: id_of_core_bytes(&core_bytes),
             org,
             author: public.to_peer_id(),
             sent_at_ms,
@@ -345,12 +375,15 @@ impl Envelope {
             return Err(DecodeError::TrailingBytes(bytes.len() - used));
         }
         let org = OrgName::new(&wire.core.org)?;
-        let author_key = PublicKey::try_decode_protobuf(&wire.core.author_key)
-            .map_err(|_| DecodeError::BadAuthorKey)?;
+        // One encoding of the core serves the signature check and the message id.
+        let core_bytes = encode_wire(&wire.core);
+        let id = id_of_core_bytes(&core_bytes);
+        let author_key =
+            decode_key(&wire.core.author_key).map_err(|_| DecodeError::BadAuthorKey)?;
         let author_direction = direction_from(wire.direction)?;
         let signed_direction = (version != ENVELOPE_VERSION_1).then_some(wire.direction);
         if !author_key.verify(
-            &signing_input(&encode_wire(&wire.core), signed_direction),
+            &signing_input(&core_bytes, signed_direction),
             &wire.signature,
         ) {
             return Err(DecodeError::BadSignature);
@@ -373,14 +406,12 @@ impl Envelope {
             // Its hops were never signed: nothing vouches for them.
             return Err(DecodeError::BadHop);
         }
-        let id = core_id(&wire.core);
         let path = wire
             .path
             .iter()
             .enumerate()
             .map(|(index, hop)| {
-                let key = PublicKey::try_decode_protobuf(&hop.relayer_key)
-                    .map_err(|_| DecodeError::BadHop)?;
+                let key = decode_key(&hop.relayer_key).map_err(|_| DecodeError::BadHop)?;
                 let signed = hop_signing_input(&id, wire.direction, &wire.path, index);
                 if !key.verify(&signed, &hop.signature) {
                     return Err(DecodeError::BadHop);
@@ -397,6 +428,7 @@ impl Envelope {
             None => author_direction,
         };
         Ok(Self {
+            id,
             org,
             author: author_key.to_peer_id(),
             sent_at_ms: wire.core.sent_at_ms,
@@ -425,7 +457,7 @@ impl Envelope {
 
     /// The id of the message: the same for every relayed copy.
     pub fn id(&self) -> MessageId {
-        core_id(&self.wire_core)
+        self.id
     }
 
     /// The org the author published into.

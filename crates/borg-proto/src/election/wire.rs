@@ -9,10 +9,7 @@
 //! it into the signature stops an announcement from being replayed into another org.
 
 use bincode::{Decode, Encode};
-use libp2p::{
-    PeerId,
-    identity::{Keypair, PublicKey},
-};
+use libp2p::{PeerId, identity::Keypair};
 
 use super::{Announcement, AnnouncementKind, Reason};
 use crate::org::OrgName;
@@ -172,7 +169,7 @@ pub fn decode_announcement(
     if used != bytes.len() {
         return Err(AnnouncementDecodeError::TrailingBytes);
     }
-    let sender_key = PublicKey::try_decode_protobuf(&signed.body.sender_key)
+    let sender_key = crate::envelope::decode_key(&signed.body.sender_key)
         .map_err(|_| AnnouncementDecodeError::Invalid("sender key"))?;
     // The signed body is exactly the bytes before the signature: re-encoding the decoded
     // body gives them back (the encoding is canonical), without trusting a length field.
