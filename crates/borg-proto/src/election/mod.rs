@@ -679,6 +679,12 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 if now >= self.first_election_at() {
                     let best = self.ranked_alive(now).swap_remove(0);
                     self.adopt(self.term + 1, best, Reason::Elected, Inferred::Yes, now);
+                    // Elected itself: its first announcement carries the line of succession.
+                    // (Otherwise the line waited for the next input, a heartbeat away: in a
+                    // large org, members would fail over with no successor known.)
+                    if self.am_rep() {
+                        self.act_as_rep(now);
+                    }
                 }
             }
             Some(rep) if rep == self.me => self.act_as_rep(now),
@@ -761,6 +767,22 @@ impl<P: Ord + Clone + Debug> Election<P> {
         }
     }
 
+    /// `interval` scaled by a factor in [0.75, 1.25) drawn from this member's incarnation and
+    /// sequence number. Members that joined together would otherwise keep announcing together:
+    /// in a large org a whole heartbeat's worth of announcements (one per member) would arrive
+    /// in one burst instead of spread over the interval. Deterministic, so tests replay.
+    fn jittered(&self, interval: Duration) -> Duration {
+        // splitmix64 of (incarnation, seq).
+        let mut z = self
+            .incarnation
+            .wrapping_add(self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let per_mille = 750 + (z % 500) as u32;
+        interval * per_mille / 1000
+    }
+
     fn announce_gap_end(&self) -> Instant {
         let gap = self.config.min_announce_gap
             + self.config.announce_gap_per_member * self.members.len() as u32;
@@ -771,7 +793,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.announce_soon = false;
         self.announce_at = None;
         self.last_announced = Some(now);
-        self.next_heartbeat = now + self.heartbeat();
+        self.next_heartbeat = now + self.jittered(self.heartbeat());
         let announcement = self.announcement(AnnouncementKind::State, now);
         self.outputs.push_back(Output::Announce(announcement));
     }

@@ -344,10 +344,10 @@ fn economy_announcements_grow_linearly_with_the_org() {
             }
         }
     }
-    // Heartbeats every 3 s: members' heartbeats fall in the first 0.3 s of every 3 s, so the
-    // window measured after the crash (5.3 to 5.5 s) holds none of them.
+    // Heartbeats every 30 s (± 25 %): the windows measured below hold none, so what is
+    // counted is what joins and failovers cost.
     let config = Config {
-        heartbeat: Duration::from_secs(3),
+        heartbeat: Duration::from_secs(30),
         heartbeat_per_member: Duration::from_millis(10),
         ..Config::default()
     };
@@ -364,8 +364,8 @@ fn economy_announcements_grow_linearly_with_the_org() {
         "the best connected member is rep"
     );
     let joining = sim.announcements;
-    // About two heartbeats per member in 5.3 s, one self-introduction each, and the rep's
-    // answers to the newcomers (at most one per `min_announce_gap`).
+    // One self-introduction per member, and the rep's answers to the newcomers (at most one
+    // per `min_announce_gap`).
     assert!(
         joining <= u64::from(n) * 4,
         "{joining} announcements for {n} members"
