@@ -24,6 +24,13 @@ pub const DEFAULT_PORT: u16 = 4747;
 /// second.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 200;
 
+/// Default interval between mDNS queries, once started. libp2p-mdns probes at 0.5, 1, 2 and 4 s
+/// first, so nodes started together find each other within a second; afterwards every query is
+/// answered by every node to the whole LAN (n² packets per round), the largest part of an idle
+/// node's CPU at 1 s. A node that starts later is found at once all the same: everyone hears
+/// its answer to its own first probe.
+pub const DEFAULT_MDNS_QUERY_INTERVAL_MS: u64 = 5_000;
+
 /// Default number of org members a node dials by itself. A LAN of up to this many nodes
 /// becomes a full mesh (every member sees every loss at once); a larger org is a random graph
 /// of this degree plus a star around its rep, so that a 1,000-member org is not half a
@@ -351,7 +358,7 @@ impl Config {
             ping_interval: ms(layer.ping_interval_ms, DEFAULT_PING_INTERVAL_MS),
             ping_timeout: ms(layer.ping_timeout_ms, DEFAULT_PING_TIMEOUT_MS),
             idle_timeout: Duration::from_secs(layer.idle_timeout_secs.unwrap_or(30)),
-            mdns_query_interval: ms(layer.mdns_query_interval_ms, 1_000),
+            mdns_query_interval: ms(layer.mdns_query_interval_ms, DEFAULT_MDNS_QUERY_INTERVAL_MS),
             discovery_interval: Duration::from_secs(layer.discovery_interval_secs.unwrap_or(30)),
             org_degree: layer.org_degree.unwrap_or(DEFAULT_ORG_DEGREE),
             election: {

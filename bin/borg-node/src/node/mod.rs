@@ -964,10 +964,14 @@ impl Node {
             .build();
         match self.swarm.dial(opts) {
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
-            // Only a rep is worth a DHT walk (each one opens connections along the way); other
-            // members are found with their addresses by the next discovery round.
+            // Only a rep is worth a DHT walk (each one opens connections along the way), or
+            // any member while this node has fewer than two links (it would stay isolated:
+            // provider records name members without their addresses); other members are found
+            // with their addresses by later discovery rounds.
             Err(DialError::NoAddresses) => {
-                if self.orgs.values().any(|o| o.election.rep() == Some(&peer)) {
+                if self.links.len() < 2
+                    || self.orgs.values().any(|o| o.election.rep() == Some(&peer))
+                {
                     self.look_up_addresses(peer);
                 }
             }
