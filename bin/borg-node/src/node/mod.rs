@@ -964,14 +964,13 @@ impl Node {
             .build();
         match self.swarm.dial(opts) {
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
-            // Only a rep is worth a DHT walk (each one opens connections along the way), or
-            // any member while this node has fewer than two links (it would stay isolated:
-            // provider records name members without their addresses); other members are found
-            // with their addresses by later discovery rounds.
+            // Only a rep is worth a DHT walk (each one opens connections along the way); other
+            // members are found with their addresses by later discovery rounds. (Walking for
+            // every member while a node had fewer than two links, to rescue a straggler,
+            // measured worse: 100 in-process nodes agreed in 6.1 s with 63 peers each, against
+            // 1.5 s with 15, and the straggler of 500 stayed.)
             Err(DialError::NoAddresses) => {
-                if self.links.len() < 2
-                    || self.orgs.values().any(|o| o.election.rep() == Some(&peer))
-                {
+                if self.orgs.values().any(|o| o.election.rep() == Some(&peer)) {
                     self.look_up_addresses(peer);
                 }
             }
