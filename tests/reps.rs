@@ -58,24 +58,11 @@ fn await_successor(
     eprintln!("{what}: survivors adopted the successor after {took:?} ms");
 }
 
-/// The line of succession once every node of `nodes` holds the same complete one (the rep and
-/// every other node). The rep announces its line as members' heartbeats fill it in.
+/// The line of succession once every node of `nodes` holds the same complete one.
 fn whole_line(lab: &Lab, nodes: &[usize], org: &str) -> Vec<String> {
     lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
-        let line = succession(lab, nodes[0], org);
-        (line.len() == nodes.len() && nodes.iter().all(|&i| succession(lab, i, org) == line))
-            .then_some(line)
+        lab.whole_line(nodes, org)
     })
-}
-
-fn succession(lab: &Lab, i: usize, org: &str) -> Vec<String> {
-    lab.orgs(i)
-        .and_then(|orgs| orgs.into_iter().find(|o| o["org"] == org))
-        .and_then(|o| o["succession"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| p.as_str().map(str::to_owned))
-        .collect()
 }
 
 #[derive(Clone, Copy)]

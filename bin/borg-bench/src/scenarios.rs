@@ -80,19 +80,12 @@ fn settle(lab: &Lab, nodes: &[usize]) -> (String, u64) {
     })
 }
 
-/// Waits until every node holds the same complete line of succession (the rep announces it as
-/// members' heartbeats fill it in), so that a failover has a successor known to all.
-fn settle_line(lab: &Lab, nodes: &[usize]) {
-    let line = |lab: &Lab, i: usize| {
-        lab.orgs(i)
-            .and_then(|o| o.into_iter().find(|o| o["org"] == ORG))
-            .and_then(|o| o["succession"].as_array().cloned())
-            .unwrap_or_default()
-    };
+/// Waits until every node holds the same complete line of succession, so that a failover has
+/// a successor known to all; returns it.
+fn settle_line(lab: &Lab, nodes: &[usize]) -> Vec<String> {
     lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
-        let first = line(lab, nodes[0]);
-        (first.len() == nodes.len() && nodes.iter().all(|&i| line(lab, i) == first)).then_some(())
-    });
+        lab.whole_line(nodes, ORG)
+    })
 }
 
 fn guarded(name: &str, nodes: usize, f: impl FnOnce() -> Vec<Row>) -> Vec<Row> {
@@ -219,15 +212,10 @@ fn failover(plan: &Plan, n: usize, kind: Loss, name: &str) -> Row {
     let mut unpredicted = 0;
     for _ in 0..plan.trials {
         let (rep, _) = settle(&lab, &nodes);
-        settle_line(&lab, &nodes);
+        let line = settle_line(&lab, &nodes);
         let rep_i = lab.index_of(&rep).expect("rep is ours");
         let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep_i).collect();
-        let line = lab
-            .orgs(survivors[0])
-            .and_then(|o| o.into_iter().find(|o| o["org"] == ORG))
-            .and_then(|o| o["succession"].as_array().cloned())
-            .unwrap_or_default();
-        let predicted = line.get(1).and_then(|p| p.as_str()).map(str::to_owned);
+        let predicted = line.get(1).cloned();
         let host = lab.nodes[rep_i].host.clone();
         let lost_at = unix_ms();
         match kind {

@@ -674,6 +674,26 @@ impl Lab {
         ))
     }
 
+    /// Node `i`'s line of succession for `org` (the rep first), empty if it does not answer.
+    pub fn succession(&self, i: usize, org: &str) -> Vec<String> {
+        self.orgs(i)
+            .and_then(|orgs| orgs.into_iter().find(|o| o["org"] == org))
+            .and_then(|o| o["succession"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// If every node in `group` holds the same complete line of succession for `org` (the rep
+    /// and every other node of `group`), that line. The rep announces its line as members'
+    /// heartbeats fill it in, so a freshly agreed org may not have it yet.
+    pub fn whole_line(&self, group: &[usize], org: &str) -> Option<Vec<String>> {
+        let line = self.succession(*group.first()?, org);
+        (line.len() == group.len() && group.iter().all(|&i| self.succession(i, org) == line))
+            .then_some(line)
+    }
+
     /// If every node in `group` names the same rep and term for `org`, that `(rep, term)`.
     pub fn agreed_rep(&self, group: &[usize], org: &str) -> Option<(String, u64)> {
         let mut agreed: Option<(String, u64)> = None;

@@ -752,14 +752,13 @@ impl Node {
     /// provider announcements reach the same few nodes closest to the org's key.
     fn trim_connections(&mut self, now: Instant) {
         let grace = self.config.idle_timeout;
-        let bootstraps: BTreeSet<PeerId> = self.bootstraps.iter().filter_map(|b| b.peer).collect();
         let unwanted: Vec<PeerId> = self
             .connected_since
             .iter()
             .filter(|(peer, since)| {
                 now.saturating_duration_since(**since) > grace
                     && !self.links.contains_key(*peer)
-                    && !bootstraps.contains(*peer)
+                    && !self.bootstraps.iter().any(|b| b.peer == Some(**peer))
                     && !self.orgs.values().any(|o| o.has_member(peer))
             })
             .map(|(peer, _)| *peer)

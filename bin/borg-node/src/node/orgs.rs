@@ -184,8 +184,9 @@ impl Node {
 
     /// Keeps the connection to `peer` open while it is one of this node's links in an org it
     /// shares: its rep, a member it represents, or a member it chose (or accepted) as one of its
-    /// `org_degree` neighbours. Other connections (DHT lookups, surplus members) close when
-    /// idle, so a large org stays a bounded-degree graph instead of drifting to a full mesh.
+    /// `org_degree` neighbours. (With gossipsub's streams open on every connection, libp2p
+    /// closes none as idle anyway, rust-libp2p #5190; `trim_connections` closes the ones to
+    /// non-members. The flag matters for peers without gossipsub.)
     pub(super) fn refresh_keep_alive(&mut self, peer: PeerId) {
         let keep = self.wants_link(&peer);
         self.swarm
