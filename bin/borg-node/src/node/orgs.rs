@@ -320,7 +320,9 @@ impl Node {
                     at_ms: unix_ms(),
                 });
                 self.refresh_keep_alive(peer);
-                self.dial_peer(peer, Vec::new());
+                // A member heard of is a candidate neighbour like one found on the LAN or in
+                // the DHT: dialled only within the `org_degree` budget.
+                self.dial_members(vec![(peer, Vec::new())]);
                 self.ask_history(peer, name);
             }
             Output::MemberLeft(peer) => {
