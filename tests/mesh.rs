@@ -330,3 +330,92 @@ async fn hundreds_of_topics_do_not_break_subscriptions() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// One control connection serves requests one after the other: answers, a node's error and a
+/// malformed line all leave it usable, and messages sent on it arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_control_connection_serves_many_requests() {
+    use borg_node::control::{self, Client, Request};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let a = memory_node(&["talk"], &[]).await;
+    let seed = a.status().await.unwrap().dial_addrs[0].clone();
+    let b = memory_node(&["talk"], std::slice::from_ref(&seed)).await;
+    all_connected(&[a.clone(), b.clone()]).await;
+    let mut received = b.subscribe();
+
+    let socket_dir = tempfile::tempdir().unwrap();
+    let listener = control::bind(socket_dir.path()).await.unwrap();
+    let server = tokio::spawn(control::serve(listener, a.clone()));
+    let client = Client::new(socket_dir.path());
+
+    let mut session = client.session().await.unwrap();
+    let status = session.call(&Request::Status).await.unwrap();
+    assert_eq!(status["peer_id"], a.peer_id().to_string());
+    let refused = session
+        .call(&Request::Send {
+            org: "elsewhere".into(),
+            text: "lost".into(),
+            up: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("elsewhere"), "{refused:#}");
+    // Sent on the same connection until b's mesh takes them, then three more.
+    eventually(Duration::from_secs(30), "a send accepted", || {
+        let client = client.clone();
+        async move {
+            let mut session = client.session().await.ok()?;
+            session
+                .call(&Request::Send {
+                    org: "talk".into(),
+                    text: "first".into(),
+                    up: false,
+                })
+                .await
+                .ok()
+        }
+    })
+    .await;
+    for k in 0..3 {
+        session
+            .call(&Request::Send {
+                org: "talk".into(),
+                text: format!("on one connection {k}"),
+                up: false,
+            })
+            .await
+            .unwrap();
+    }
+    let mut texts = Vec::new();
+    while texts.len() < 3 {
+        let msg = tokio::time::timeout(Duration::from_secs(30), received.recv())
+            .await
+            .expect("b received the messages")
+            .unwrap();
+        if msg.text.starts_with("on one connection") {
+            texts.push(msg.text.clone());
+        }
+    }
+    assert_eq!(
+        texts,
+        ["on one connection 0", "on one connection 1", "on one connection 2"]
+    );
+
+    // A malformed line is answered with an error, and the next request is still served.
+    let stream = tokio::net::UnixStream::connect(control::socket_path(socket_dir.path()))
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write.write_all(b"{not json\n{\"cmd\":\"status\"}\n").await.unwrap();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(first.contains("bad request"), "{first}");
+    let second: serde_json::Value =
+        serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(second["ok"]["peer_id"], a.peer_id().to_string());
+
+    server.abort();
+    a.shutdown().await;
+    b.shutdown().await;
+}

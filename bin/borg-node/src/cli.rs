@@ -462,19 +462,28 @@ async fn chat(client: Client, org: String) -> Result<()> {
         })
     };
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    // One connection for all lines (a piped file of thousands of lines would otherwise open
+    // thousands); after an error it is opened again for the next line.
+    let mut session = None;
     while let Some(line) = lines.next_line().await? {
         if line.trim().is_empty() {
             continue;
         }
-        if let Err(e) = client
-            .call(&Request::Send {
-                org: org.clone(),
-                text: line,
-                up: false,
-            })
-            .await
-        {
-            eprintln!("not sent: {e:#}");
+        let request = Request::Send {
+            org: org.clone(),
+            text: line,
+            up: false,
+        };
+        let sent = match session.take() {
+            Some(s) => Ok(s),
+            None => client.session().await,
+        };
+        match sent {
+            Ok(mut s) => match s.call(&request).await {
+                Ok(_) => session = Some(s),
+                Err(e) => eprintln!("not sent: {e:#}"),
+            },
+            Err(e) => eprintln!("not sent: {e:#}"),
         }
     }
     receiver.abort();

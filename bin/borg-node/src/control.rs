@@ -4,8 +4,11 @@
 //!   mode 0700. Only the owner of the data dir (and root) can connect; nothing listens on the
 //!   network.
 //! - Framing: the client writes one JSON request line; the server answers with one JSON line,
-//!   `{"ok": <value>}` or `{"error": "<one line>"}`. `subscribe` answers `{"ok": null}` and then
-//!   streams one JSON object per delivered message until the client hangs up.
+//!   `{"ok": <value>}` or `{"error": "<one line>"}`. The client may then write its next request
+//!   on the same connection (one at a time: each is answered before the next is read), so a
+//!   program sending many messages pays for one connection, not one per message.
+//!   `subscribe` and `events` answer `{"ok": null}` and then stream one JSON object per item
+//!   until the client hangs up; the connection serves nothing else after them.
 //! - Bounds: a request line longer than [`MAX_REQUEST_BYTES`] is refused, and at most
 //!   [`MAX_CLIENTS`] clients are served at once.
 
@@ -194,46 +197,53 @@ fn parse_org(org: &str) -> Result<OrgName, String> {
 async fn serve_client(stream: UnixStream, node: NodeHandle) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
-    let line = match read_line_bounded(&mut reader, MAX_REQUEST_BYTES).await {
-        Ok(Some(line)) => line,
-        Ok(None) => return Ok(()),
-        Err(e) => {
-            write_line(&mut write, &json!({ "error": format!("bad request: {e}") })).await?;
-            return Ok(());
-        }
-    };
-    let request: Request = match serde_json::from_str(&line) {
-        Ok(r) => r,
-        Err(e) => {
-            write_line(&mut write, &json!({ "error": format!("bad request: {e}") })).await?;
-            return Ok(());
-        }
-    };
-    match request {
-        Request::Events => {
-            let rx = node.events();
-            write_line(&mut write, &json!({ "ok": null })).await?;
-            stream_to_client(rx, &mut reader, &mut write, |_| true).await
-        }
-        Request::Subscribe { org } => {
-            let org = match org.as_deref().map(parse_org).transpose() {
-                Ok(org) => org,
-                Err(e) => return write_line(&mut write, &json!({ "error": e })).await,
-            };
-            // Subscribe before answering, so nothing delivered after the answer is missed.
-            let rx = node.subscribe();
-            write_line(&mut write, &json!({ "ok": null })).await?;
-            stream_to_client(rx, &mut reader, &mut write, |msg: &Delivered| {
-                org.as_ref().is_none_or(|o| o.as_str() == msg.org)
-            })
-            .await
-        }
-        request => {
-            let value = match handle(request, &node).await {
-                Ok(v) => json!({ "ok": v }),
-                Err(e) => json!({ "error": e }),
-            };
-            write_line(&mut write, &value).await
+    loop {
+        let line = match read_line_bounded(&mut reader, MAX_REQUEST_BYTES).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                // The rest of an overlong line cannot be told from a next request: hang up.
+                write_line(&mut write, &json!({ "error": format!("bad request: {e}") })).await?;
+                return Ok(());
+            }
+        };
+        let request: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                // The line itself was complete, so the connection can go on.
+                write_line(&mut write, &json!({ "error": format!("bad request: {e}") })).await?;
+                continue;
+            }
+        };
+        match request {
+            Request::Events => {
+                let rx = node.events();
+                write_line(&mut write, &json!({ "ok": null })).await?;
+                return stream_to_client(rx, &mut reader, &mut write, |_| true).await;
+            }
+            Request::Subscribe { org } => {
+                let org = match org.as_deref().map(parse_org).transpose() {
+                    Ok(org) => org,
+                    Err(e) => {
+                        write_line(&mut write, &json!({ "error": e })).await?;
+                        continue;
+                    }
+                };
+                // Subscribe before answering, so nothing delivered after the answer is missed.
+                let rx = node.subscribe();
+                write_line(&mut write, &json!({ "ok": null })).await?;
+                return stream_to_client(rx, &mut reader, &mut write, |msg: &Delivered| {
+                    org.as_ref().is_none_or(|o| o.as_str() == msg.org)
+                })
+                .await;
+            }
+            request => {
+                let value = match handle(request, &node).await {
+                    Ok(v) => json!({ "ok": v }),
+                    Err(e) => json!({ "error": e }),
+                };
+                write_line(&mut write, &value).await?;
+            }
         }
     }
 }
@@ -320,12 +330,6 @@ async fn handle(request: Request, node: &NodeHandle) -> Result<Value, String> {
     }
 }
 
-/// An open control connection. The write half is held, not used, after the request: closing
-/// it would tell a streaming server that the client hung up.
-struct Connection {
-    reader: BufReader<OwnedReadHalf>,
-    _write: OwnedWriteHalf,
-}
 
 /// A connection from the CLI to the daemon of one data dir.
 #[derive(Debug, Clone)]
@@ -352,30 +356,19 @@ impl Client {
             })
     }
 
-    async fn open(&self, request: &Request) -> Result<(Connection, Value)> {
-        let stream = self.connect().await?;
-        let (read, mut write) = stream.into_split();
-        write_line(&mut write, &serde_json::to_value(request)?).await?;
-        let mut connection = Connection {
+    /// Opens a connection for several requests, one after the other.
+    pub async fn session(&self) -> Result<Session> {
+        let (read, write) = self.connect().await?.into_split();
+        Ok(Session {
             reader: BufReader::new(read),
-            _write: write,
-        };
-        let first = next_line(&mut connection.reader)
-            .await?
-            .ok_or_else(|| anyhow!("the node closed the control connection"))?;
-        if let Some(err) = first.get("error").and_then(Value::as_str) {
-            bail!("{err}");
-        }
-        let ok = first
-            .get("ok")
-            .cloned()
-            .ok_or_else(|| anyhow!("unexpected answer from the node: {first}"))?;
-        Ok((connection, ok))
+            write,
+        })
     }
 
-    /// Sends `request` and returns the `ok` value, or the node's error.
+    /// Sends `request` on a connection of its own and returns the `ok` value, or the node's
+    /// error.
     pub async fn call(&self, request: &Request) -> Result<Value> {
-        Ok(self.open(request).await?.1)
+        self.session().await?.call(request).await
     }
 
     /// Sends a streaming `request`, calls `on_ready` once the node has accepted it, then
@@ -386,12 +379,40 @@ impl Client {
         on_ready: impl FnOnce(),
         mut on_item: impl FnMut(Value) -> Result<()>,
     ) -> Result<()> {
-        let (mut connection, _) = self.open(request).await?;
+        let mut session = self.session().await?;
+        session.call(request).await?;
         on_ready();
-        while let Some(item) = next_line(&mut connection.reader).await? {
+        // The write half stays open (in `session`) while streaming: closing it would tell the
+        // server that the client hung up.
+        while let Some(item) = next_line(&mut session.reader).await? {
             on_item(item)?;
         }
         Ok(())
+    }
+}
+
+/// A control connection that serves requests one after the other: what a program that sends
+/// many messages uses, rather than a connection per request.
+pub struct Session {
+    reader: BufReader<OwnedReadHalf>,
+    write: OwnedWriteHalf,
+}
+
+impl Session {
+    /// Sends `request` and returns the `ok` value, or the node's error. An error of the node
+    /// leaves the session usable; an I/O error means the node is gone.
+    pub async fn call(&mut self, request: &Request) -> Result<Value> {
+        write_line(&mut self.write, &serde_json::to_value(request)?).await?;
+        let answer = next_line(&mut self.reader)
+            .await?
+            .ok_or_else(|| anyhow!("the node closed the control connection"))?;
+        if let Some(err) = answer.get("error").and_then(Value::as_str) {
+            bail!("{err}");
+        }
+        answer
+            .get("ok")
+            .cloned()
+            .ok_or_else(|| anyhow!("unexpected answer from the node: {answer}"))
     }
 }
 

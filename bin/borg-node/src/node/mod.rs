@@ -58,6 +58,9 @@ pub use storage::MAX_PUT_BYTES;
 /// (see `check_liveness`), so it is short; each tick only scans small maps.
 const TICK: Duration = Duration::from_millis(100);
 
+/// Local requests served after each network event, at most (see `Node::run`).
+const COMMANDS_PER_EVENT: usize = 4;
+
 /// First redial delay for a lost or unreachable bootstrap peer; doubles up to the maximum.
 const BOOTSTRAP_BACKOFF_START: Duration = Duration::from_secs(1);
 
@@ -557,6 +560,15 @@ impl Node {
                 },
                 _ = tick.tick() => self.on_tick(Instant::now()),
                 _ = sleep_until_std(election_deadline) => self.on_election_timeout(Instant::now()),
+            }
+            // Local requests are served between network events too: under a steady stream of
+            // network input the biased select above would otherwise leave them queued until the
+            // swarm runs dry (a sender's every message waited for it). Bounded by the queue.
+            for _ in 0..COMMANDS_PER_EVENT {
+                match commands.try_recv() {
+                    Ok(command) => self.on_command(command),
+                    Err(_) => break,
+                }
             }
             self.drain_elections();
             if self.shutdown_reply.is_some() {

@@ -511,6 +511,16 @@ impl Node {
                     self.refresh_keep_alive(peer_id);
                 }
             }
+            // Gossipsub drops what it cannot queue to a peer that reads too slowly: the
+            // operator should know that messages were lost on that link.
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => tracing::warn!(
+                peer = %peer_id,
+                dropped = failed_messages.priority + failed_messages.non_priority,
+                "gossipsub dropped messages to a slow peer"
+            ),
             _ => {}
         }
     }
