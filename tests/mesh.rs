@@ -399,7 +399,11 @@ async fn one_control_connection_serves_many_requests() {
     }
     assert_eq!(
         texts,
-        ["on one connection 0", "on one connection 1", "on one connection 2"]
+        [
+            "on one connection 0",
+            "on one connection 1",
+            "on one connection 2"
+        ]
     );
 
     // A malformed line is answered with an error, and the next request is still served.
@@ -408,7 +412,10 @@ async fn one_control_connection_serves_many_requests() {
         .unwrap();
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    write.write_all(b"{not json\n{\"cmd\":\"status\"}\n").await.unwrap();
+    write
+        .write_all(b"{not json\n{\"cmd\":\"status\"}\n")
+        .await
+        .unwrap();
     let first = lines.next_line().await.unwrap().unwrap();
     assert!(first.contains("bad request"), "{first}");
     let second: serde_json::Value =

@@ -443,7 +443,11 @@ fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
                 // Gossipsub's own drops (a peer too slow to take its queue) are in the logs.
                 let slow_peer_warnings: usize = nodes
                     .iter()
-                    .map(|&i| lab.log(i).matches("dropped messages to a slow peer").count())
+                    .map(|&i| {
+                        lab.log(i)
+                            .matches("dropped messages to a slow peer")
+                            .count()
+                    })
                     .sum();
                 limits.push(format!(
                     "at {rate}/s: {sent} of {count} sent ({achieved:.0}/s achieved), fewest delivered {fewest}, slow-peer drops logged {slow_peer_warnings}"

@@ -330,7 +330,6 @@ async fn handle(request: Request, node: &NodeHandle) -> Result<Value, String> {
     }
 }
 
-
 /// A connection from the CLI to the daemon of one data dir.
 #[derive(Debug, Clone)]
 pub struct Client {
