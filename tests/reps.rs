@@ -58,13 +58,6 @@ fn await_successor(
     eprintln!("{what}: survivors adopted the successor after {took:?} ms");
 }
 
-/// The line of succession once every node of `nodes` holds the same complete one.
-fn whole_line(lab: &Lab, nodes: &[usize], org: &str) -> Vec<String> {
-    lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
-        lab.whole_line(nodes, org)
-    })
-}
-
 #[derive(Clone, Copy)]
 enum RepLoss {
     Kill,
@@ -75,7 +68,7 @@ enum RepLoss {
 /// successor that everyone knew in advance, with `reason`.
 fn lose_the_rep(how: RepLoss, reason: &str, what: &str) {
     let (mut lab, nodes, rep) = org_of(5, "lab");
-    let line = whole_line(&lab, &nodes, "lab");
+    let line = lab.wait_whole_line(PATIENCE, &nodes, "lab");
     assert_eq!(line[0], lab.nodes[rep].peer_id);
     let lost_at = unix_ms();
     match how {
@@ -315,7 +308,7 @@ fn reps_sigterm_on_the_rep_hands_over() {
         return;
     }
     let (mut lab, nodes, rep) = org_of(4, "lab");
-    let successor = whole_line(&lab, &nodes, "lab")[1].clone();
+    let successor = lab.wait_whole_line(PATIENCE, &nodes, "lab")[1].clone();
     let left_at = unix_ms();
     let took = lab.terminate(rep);
     let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep).collect();

@@ -80,14 +80,6 @@ fn settle(lab: &Lab, nodes: &[usize]) -> (String, u64) {
     })
 }
 
-/// Waits until every node holds the same complete line of succession, so that a failover has
-/// a successor known to all; returns it.
-fn settle_line(lab: &Lab, nodes: &[usize]) -> Vec<String> {
-    lab.wait_for(PATIENCE, "every node knows the whole line", |lab| {
-        lab.whole_line(nodes, ORG)
-    })
-}
-
 fn guarded(name: &str, nodes: usize, f: impl FnOnce() -> Vec<Row>) -> Vec<Row> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(rows) => rows,
@@ -212,7 +204,7 @@ fn failover(plan: &Plan, n: usize, kind: Loss, name: &str) -> Row {
     let mut unpredicted = 0;
     for _ in 0..plan.trials {
         let (rep, _) = settle(&lab, &nodes);
-        let line = settle_line(&lab, &nodes);
+        let line = lab.wait_whole_line(PATIENCE, &nodes, ORG);
         let rep_i = lab.index_of(&rep).expect("rep is ours");
         let survivors: Vec<usize> = nodes.iter().copied().filter(|&i| i != rep_i).collect();
         let predicted = line.get(1).cloned();
@@ -389,13 +381,12 @@ fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
                 // the rate: a sender waits for each answer, so the number in flight, not the
                 // node, bounded the rate with fewer (16: ~4,200/s, 60: ~4,700/s, measured).
                 let mut tasks = Vec::new();
-                let senders = SENDERS;
-                for w in 0..senders {
+                for w in 0..SENDERS {
                     let publisher = publisher.clone();
                     let (tag, padding) = (tag.clone(), padding.clone());
                     tasks.push(tokio::spawn(async move {
-                        let share = count / senders + usize::from(w < count % senders);
-                        let period = Duration::from_secs_f64(senders as f64 / rate as f64);
+                        let share = count / SENDERS + usize::from(w < count % SENDERS);
+                        let period = Duration::from_secs_f64(SENDERS as f64 / rate as f64);
                         let mut tick = tokio::time::interval(period);
                         let Ok(mut session) = publisher.session().await else {
                             return 0;

@@ -694,6 +694,15 @@ impl Lab {
             .then_some(line)
     }
 
+    /// Waits up to `limit` until every node in `group` holds the same complete line of
+    /// succession for `org` (see [`Lab::whole_line`]), and returns it: what a failover needs
+    /// before the rep is lost, so that every survivor knows the successor.
+    pub fn wait_whole_line(&self, limit: Duration, group: &[usize], org: &str) -> Vec<String> {
+        self.wait_for(limit, "every node knows the whole line", |lab| {
+            lab.whole_line(group, org)
+        })
+    }
+
     /// If every node in `group` names the same rep and term for `org`, that `(rep, term)`.
     pub fn agreed_rep(&self, group: &[usize], org: &str) -> Option<(String, u64)> {
         let mut agreed: Option<(String, u64)> = None;
