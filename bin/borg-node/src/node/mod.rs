@@ -101,6 +101,34 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_millis(300);
 /// told how many it missed rather than slowing the node down.
 const SUBSCRIBER_BUFFER: usize = 8192;
 
+/// A broadcast channel created at its first subscription.
+///
+/// tokio's broadcast channel reserves all of its `SUBSCRIBER_BUFFER` slots when created
+/// (~260 KiB for messages and as much for events), which most nodes, never watched by a local
+/// client, do not need: created lazily, it costs nothing until someone subscribes.
+#[derive(Clone)]
+struct LazyBroadcast<T>(Arc<std::sync::OnceLock<broadcast::Sender<T>>>);
+
+impl<T: Clone> LazyBroadcast<T> {
+    fn new() -> Self {
+        Self(Arc::new(std::sync::OnceLock::new()))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<T> {
+        self.0
+            .get_or_init(|| broadcast::channel(SUBSCRIBER_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Sends to the current subscribers, if any.
+    fn send(&self, value: T) {
+        if let Some(tx) = self.0.get() {
+            // An error only means that no one is subscribed right now.
+            let _ = tx.send(value);
+        }
+    }
+}
+
 /// Commands queued from handles before senders wait.
 const COMMAND_QUEUE: usize = 64;
 
@@ -170,8 +198,8 @@ enum Command {
 pub struct NodeHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
-    delivered: broadcast::Sender<Arc<Delivered>>,
-    events: broadcast::Sender<Arc<Event>>,
+    delivered: LazyBroadcast<Arc<Delivered>>,
+    events: LazyBroadcast<Arc<Event>>,
     task: Arc<tokio::task::AbortHandle>,
 }
 
@@ -336,8 +364,8 @@ struct Node {
     connection_addrs: HashMap<ConnectionId, Multiaddr>,
     /// (org, message id) pairs delivered or relayed, so nothing is delivered or relayed twice.
     seen: SeenIds,
-    delivered: broadcast::Sender<Arc<Delivered>>,
-    events: broadcast::Sender<Arc<Event>>,
+    delivered: LazyBroadcast<Arc<Delivered>>,
+    events: LazyBroadcast<Arc<Event>>,
     /// Peers whose connection was closed because they stopped answering pings.
     unresponsive: BTreeSet<PeerId>,
     /// When each connection last answered a ping (or was established).
@@ -482,8 +510,8 @@ pub async fn start(
     }
 
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (delivered, _) = broadcast::channel(SUBSCRIBER_BUFFER);
-    let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+    let delivered = LazyBroadcast::new();
+    let events = LazyBroadcast::new();
     let now = Instant::now();
     let bootstraps = config
         .bootstrap

@@ -263,7 +263,7 @@ impl Node {
     }
 
     fn emit(&self, event: Event) {
-        let _ = self.events.send(Arc::new(event));
+        self.events.send(Arc::new(event));
     }
 
     fn on_election_output(&mut self, name: &OrgName, out: Output<PeerId>) {
@@ -557,7 +557,7 @@ impl Node {
         let delivered = delivered(envelope, org, unix_ms());
         tracing::debug!(org = %delivered.org, id = %delivered.id, "message received");
         // No subscriber is not an error: the message was still accepted and forwarded.
-        let _ = self.delivered.send(Arc::new(delivered));
+        self.delivered.send(Arc::new(delivered));
     }
 
     pub(super) fn org_infos(&self) -> Vec<OrgInfo> {
