@@ -781,15 +781,15 @@ impl Node {
         }
     }
 
-    /// Closes connections this node opened for DHT lookups, once `idle_timeout` has passed
-    /// since they were made, unless the peer became one of its links: its rep, a member it
-    /// chose as a neighbour or that dialled it, a member that follows it as rep, or any member
-    /// while it is rep (`wants_link`). libp2p would keep them forever: gossipsub holds a stream
+    /// Closes connections this node opened to peers that share no org with it (DHT lookups),
+    /// once idle for `idle_timeout`. libp2p would keep them forever: gossipsub holds a stream
     /// open on every connection, so none ever counts as idle (rust-libp2p #5190).
     ///
-    /// Lookups for the org's provider records mostly reach members, and sparing those (as this
-    /// node once did) made every org a full mesh within a few lookup rounds: 100 in-process
-    /// members had 98 connections each 15 s after agreeing; with this trim, 52 after 45 s.
+    /// Connections to members are never cut: a member may follow this node as its rep
+    /// without this node knowing yet (announcements are minutes apart in a large org), and
+    /// the cut would look like the rep crashing. Their number stays bounded all the same:
+    /// this node dials `org_degree` members, lookups stop once it has them, and the periodic
+    /// provider announcements reach the same few nodes closest to the org's key.
     fn trim_connections(&mut self, now: Instant) {
         let grace = self.config.idle_timeout;
         let unwanted: Vec<PeerId> = self
@@ -799,12 +799,12 @@ impl Node {
                 now.saturating_duration_since(**since) > grace
                     && !self.links.contains_key(*peer)
                     && !self.bootstraps.iter().any(|b| b.peer == Some(**peer))
-                    && !self.wants_link(peer)
+                    && !self.orgs.values().any(|o| o.has_member(peer))
             })
             .map(|(peer, _)| *peer)
             .collect();
         for peer in unwanted {
-            tracing::debug!(%peer, "closing a lookup connection no org needs");
+            tracing::debug!(%peer, "closing a connection no org needs");
             self.connected_since.remove(&peer);
             let _ = self.swarm.disconnect_peer_id(peer);
         }
