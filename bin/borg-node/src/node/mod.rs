@@ -50,6 +50,7 @@ use crate::{
 
 mod orgs;
 mod storage;
+mod wedge;
 
 use orgs::Org;
 pub use storage::MAX_PUT_BYTES;
@@ -368,6 +369,11 @@ struct Node {
     events: LazyBroadcast<Arc<Event>>,
     /// Peers whose connection was closed because they stopped answering pings.
     unresponsive: BTreeSet<PeerId>,
+    /// Peers gossipsub keeps reporting slow: a streak long enough means a wedged send path.
+    slow_links: wedge::SlowLinks<PeerId>,
+    /// Connections being replaced because their gossipsub send path is wedged: closed once a
+    /// new connection to the same peer is up.
+    replacing: HashMap<PeerId, Vec<ConnectionId>>,
     /// When each connection last answered a ping (or was established).
     last_pong: HashMap<ConnectionId, (PeerId, Instant)>,
     /// Addresses each peer listens on (identify, mDNS), kept here because kad forgets an
@@ -538,6 +544,8 @@ pub async fn start(
         delivered: delivered.clone(),
         events: events.clone(),
         unresponsive: BTreeSet::new(),
+        slow_links: wedge::SlowLinks::default(),
+        replacing: HashMap::new(),
         last_pong: HashMap::new(),
         known_addrs: HashMap::new(),
         lost_members: HashMap::new(),
@@ -664,6 +672,7 @@ impl Node {
             self.check_liveness(now);
         }
         self.trim_connections(now);
+        self.slow_links.expire(now);
         self.drive_bootstraps(now);
         self.ensure_rep_connections();
         self.redial_lost_members(now);
@@ -778,6 +787,45 @@ impl Node {
             self.last_pong.remove(&connection);
             self.unresponsive.insert(peer);
             self.swarm.close_connection(connection);
+        }
+    }
+
+    /// Replaces the connection(s) to `peer` whose gossipsub send path is wedged (see
+    /// `wedge`): dials a new connection first and closes the old ones once it is up, so the
+    /// peer never counts as disconnected (no failover, no member loss). Gossipsub keeps one
+    /// queue per peer, which the new connection's handler drains.
+    fn replace_wedged_connection(&mut self, peer: PeerId) {
+        if self.replacing.contains_key(&peer) {
+            return;
+        }
+        let old: Vec<ConnectionId> = self
+            .last_pong
+            .iter()
+            .filter(|(_, (p, _))| *p == peer)
+            .map(|(c, _)| *c)
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        let mut addrs = self.known_addrs.get(&peer).cloned().unwrap_or_default();
+        addrs.extend(
+            old.iter()
+                .filter_map(|c| self.connection_addrs.get(c).cloned()),
+        );
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::Always)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                tracing::warn!(%peer, connections = old.len(), "gossipsub cannot send to this peer any more; replacing the connection");
+                self.replacing.insert(peer, old);
+            }
+            // Tried again at the next verdict, `wedge::WEDGED_AFTER` later.
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "gossipsub cannot send to this peer any more, and a new connection could not be dialled")
+            }
         }
     }
 
@@ -1046,6 +1094,11 @@ impl Node {
                         self.links.insert(peer_id, Link::Accepted);
                     }
                 }
+                if let Some(old) = self.replacing.remove(&peer_id) {
+                    for c in old.into_iter().filter(|c| *c != connection_id) {
+                        self.swarm.close_connection(c);
+                    }
+                }
                 self.connection_addrs
                     .insert(connection_id, endpoint.get_remote_address().clone());
                 self.last_pong
@@ -1264,6 +1317,8 @@ impl Node {
                 tracing::debug!(%peer, ?loss, "peer disconnected");
                 // A later reconnection asks again for what was missed meanwhile.
                 self.storage.forget_history_asks(&peer);
+                self.slow_links.forget(&peer);
+                self.replacing.remove(&peer);
                 let now = Instant::now();
                 let chosen = self.links.remove(&peer) == Some(Link::Chosen);
                 self.connected_since.remove(&peer);

@@ -516,11 +516,16 @@ impl Node {
             gossipsub::Event::SlowPeer {
                 peer_id,
                 failed_messages,
-            } => tracing::warn!(
-                peer = %peer_id,
-                dropped = failed_messages.priority + failed_messages.non_priority,
-                "gossipsub dropped messages to a slow peer"
-            ),
+            } => {
+                tracing::warn!(
+                    peer = %peer_id,
+                    dropped = failed_messages.priority + failed_messages.non_priority,
+                    "gossipsub dropped messages to a slow peer"
+                );
+                if self.slow_links.report(&peer_id, Instant::now()) {
+                    self.replace_wedged_connection(peer_id);
+                }
+            }
             _ => {}
         }
     }
