@@ -371,9 +371,9 @@ struct Node {
     unresponsive: BTreeSet<PeerId>,
     /// Peers gossipsub keeps reporting slow: a streak long enough means a wedged send path.
     slow_links: wedge::SlowLinks<PeerId>,
-    /// Connections being replaced because their gossipsub send path is wedged: closed once a
-    /// new connection to the same peer is up.
-    replacing: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Connections being replaced because their gossipsub send path is wedged: the dial of
+    /// the new connection, and the old ones, closed once a new connection to the peer is up.
+    replacing: HashMap<PeerId, (ConnectionId, Vec<ConnectionId>)>,
     /// When each connection last answered a ping (or was established).
     last_pong: HashMap<ConnectionId, (PeerId, Instant)>,
     /// Addresses each peer listens on (identify, mDNS), kept here because kad forgets an
@@ -817,12 +817,14 @@ impl Node {
             .addresses(addrs)
             .extend_addresses_through_behaviour()
             .build();
+        let dial = opts.connection_id();
         match self.swarm.dial(opts) {
             Ok(()) => {
                 tracing::warn!(%peer, connections = old.len(), "gossipsub cannot send to this peer any more; replacing the connection");
-                self.replacing.insert(peer, old);
+                self.replacing.insert(peer, (dial, old));
             }
-            // Tried again at the next verdict, `wedge::WEDGED_AFTER` later.
+            // Tried again at the next verdict, `wedge::WEDGED_AFTER` later (as is a dial that
+            // fails later: see `OutgoingConnectionError`).
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "gossipsub cannot send to this peer any more, and a new connection could not be dialled")
             }
@@ -1094,7 +1096,7 @@ impl Node {
                         self.links.insert(peer_id, Link::Accepted);
                     }
                 }
-                if let Some(old) = self.replacing.remove(&peer_id) {
+                if let Some((_, old)) = self.replacing.remove(&peer_id) {
                     for c in old.into_iter().filter(|c| *c != connection_id) {
                         self.swarm.close_connection(c);
                     }
@@ -1147,6 +1149,8 @@ impl Node {
                 error,
                 ..
             } => {
+                // A replacement that could not be dialled: the next wedge verdict tries again.
+                self.replacing.retain(|_, (dial, _)| *dial != connection_id);
                 let now = Instant::now();
                 if let Some(i) = self.bootstraps.iter().position(
                     |b| matches!(b.state, BootstrapState::Dialing(id) if id == connection_id),
