@@ -361,7 +361,8 @@ async fn one_control_connection_serves_many_requests() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("elsewhere"), "{refused:#}");
-    // Sent on the same connection until b's mesh takes them, then three more.
+    // A first message (each try on a connection of its own) until b's mesh takes it, then
+    // three more on the one session.
     eventually(Duration::from_secs(30), "a send accepted", || {
         let client = client.clone();
         async move {

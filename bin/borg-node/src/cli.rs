@@ -474,11 +474,11 @@ async fn chat(client: Client, org: String) -> Result<()> {
             text: line,
             up: false,
         };
-        let sent = match session.take() {
+        let open = match session.take() {
             Some(s) => Ok(s),
             None => client.session().await,
         };
-        match sent {
+        match open {
             Ok(mut s) => match s.call(&request).await {
                 Ok(_) => session = Some(s),
                 Err(e) => eprintln!("not sent: {e:#}"),
