@@ -23,7 +23,7 @@ use libp2p::{
     gossipsub::{self, IdentTopic, MessageAcceptance, PublishError},
 };
 
-use super::{Node, NodeError, unix_ms};
+use super::{Found, Node, NodeError, unix_ms};
 use crate::{
     api::{Delivered, Event, MemberInfo, OrgInfo, Sent},
     config::OrgSpec,
@@ -322,7 +322,7 @@ impl Node {
                 self.refresh_keep_alive(peer);
                 // A member heard of is a candidate neighbour like one found on the LAN or in
                 // the DHT: dialled only within the `org_degree` budget.
-                self.dial_members(vec![(peer, Vec::new())]);
+                self.dial_members(vec![(peer, Vec::new())], Found::Elsewhere);
                 self.ask_history(peer, name);
             }
             Output::MemberLeft(peer) => {
