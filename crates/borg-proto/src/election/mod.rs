@@ -43,7 +43,11 @@ pub use wire::{
 /// Tunables of the election. All members of an org should use the same values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Interval between a member's periodic announcements in a small org.
+    /// Interval between a member's periodic announcements in a small org. Liveness does not
+    /// depend on it where members are directly connected (a closed connection is a loss at
+    /// once, and pings close a silent one within a second); it carries scores and reaches
+    /// members without a direct connection. At 1 s a 5-member org sends 5 a second, not 10 as
+    /// at 300 ms (the per-member term decided then); idle CPU per node measured 1.1 % → 0.8 %.
     pub heartbeat: Duration,
     /// Added to the heartbeat interval for every known member, so that the whole org's
     /// announcement rate stays bounded (about one per `heartbeat_per_member`) as it grows.
@@ -77,7 +81,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            heartbeat: Duration::from_millis(300),
+            heartbeat: Duration::from_millis(1_000),
             heartbeat_per_member: Duration::from_millis(100),
             silence_timeout: Duration::from_millis(1_500),
             member_timeout: Duration::from_secs(10),
@@ -229,6 +233,8 @@ pub struct Election<P> {
     /// and its rep has not announced yet (after `announce_suppress`).
     announce_at: Option<Instant>,
     last_announced: Option<Instant>,
+    /// The score this member last announced.
+    announced_score: u32,
     /// Whether other members are known to exist (subscribed to the org) though none was heard.
     others_seen: bool,
     challenger: Option<(P, Instant)>,
@@ -257,6 +263,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             // A newcomer announces itself at once so that the rep answers with the view.
             announce_at: Some(now),
             last_announced: None,
+            announced_score: 0,
             others_seen: false,
             challenger: None,
             outputs: VecDeque::new(),
@@ -401,8 +408,8 @@ impl<P: Ord + Clone + Debug> Election<P> {
             return;
         }
         self.connected.insert(peer.clone());
-        // The new score travels with the next heartbeat; the rep's line, if it changes,
-        // is announced by `act_as_rep`.
+        // The new score travels with the next heartbeat (or sooner before the first election,
+        // see `evaluate`); the rep's line, if it changes, is announced by `act_as_rep`.
         if let Some(m) = self.members.get_mut(&peer) {
             m.lost = None;
         }
@@ -676,6 +683,12 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.expire_members(now);
         match self.rep.clone() {
             None => {
+                // Members started together elect from the scores they heard, and a heartbeat
+                // may come only after the join grace: until the first election a changed
+                // score is announced soon (at most once per announcement gap).
+                if self.score() != self.announced_score {
+                    self.announce_soon = true;
+                }
                 if now >= self.first_election_at() {
                     let best = self.ranked_alive(now).swap_remove(0);
                     self.adopt(self.term + 1, best, Reason::Elected, Inferred::Yes, now);
@@ -793,6 +806,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.announce_soon = false;
         self.announce_at = None;
         self.last_announced = Some(now);
+        self.announced_score = self.score();
         self.next_heartbeat = now + self.jittered(self.heartbeat());
         let announcement = self.announcement(AnnouncementKind::State, now);
         self.outputs.push_back(Output::Announce(announcement));
