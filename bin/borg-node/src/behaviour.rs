@@ -57,6 +57,9 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/borg/2.0.0";
 /// Largest gossipsub frame accepted; the envelope limit is well below it.
 const MAX_GOSSIP_TRANSMIT_BYTES: usize = 64 * 1024;
 
+/// Message ids a node gossips to (IHAVE) or asks of (IWANT) one peer per heartbeat.
+const MAX_GOSSIP_IDS_PER_HEARTBEAT: usize = 500;
+
 /// Largest kad packet: a provider list of a large org must fit in one response.
 const MAX_KAD_PACKET_BYTES: usize = 256 * 1024;
 
@@ -136,6 +139,14 @@ fn gossipsub_config() -> Result<gossipsub::Config> {
         // The node decodes and checks every envelope before it is forwarded.
         .validate_messages()
         .max_transmit_size(MAX_GOSSIP_TRANSMIT_BYTES)
+        // Gossip (IHAVE) and requests (IWANT) of at most 500 message ids per peer and
+        // heartbeat: 500 ids of 20 bytes fit in the 16 KiB of control data a receiver accepts
+        // in one RPC (`max_control_message_size`). The default, 5,000, does not: under load a
+        // node sent IHAVEs of 3,000+ ids (65-73 KB); the receiver failed to decode them and
+        // dropped the stream, the sender opened another, and after five such streams
+        // gossipsub disables its handler for the connection for good: the peer's queue
+        // stopped draining ("Send Queue full" for every message) while pings still passed.
+        .max_control_messages_sent(MAX_GOSSIP_IDS_PER_HEARTBEAT)
         // The id includes the topic so that a rep can republish the same envelope into
         // another org's topic without it being dropped as a duplicate.
         .message_id_fn(|msg: &gossipsub::Message| {
