@@ -620,9 +620,14 @@ fn proc_cpu_ticks(pid: u32) -> Option<f64> {
     Some(utime + stime)
 }
 
+/// How long after the org formed the idle window opens.
+const IDLE_AFTER: Duration = Duration::from_secs(12);
+
 fn idle(plan: &Plan) -> Vec<Row> {
     let (lab, nodes, _) = plan.org(5, &[]);
-    std::thread::sleep(Duration::from_secs(3));
+    // Idle is the steady state: members heartbeat faster for 10 s after joining and after
+    // a rep change (`heartbeat_settling`), so the window opens once that is over.
+    std::thread::sleep(IDLE_AFTER);
     // CPU time is counted in 10 ms ticks: a 30 s window resolves 0.03 % of a core per node.
     let window = Duration::from_secs(if plan.quick { 10 } else { 30 });
     let pids: Vec<u32> = nodes.iter().filter_map(|&i| lab.pid(i)).collect();
@@ -656,7 +661,9 @@ fn idle(plan: &Plan) -> Vec<Row> {
         Row::from_samples("idle-cpu", 5, 1, "% core", &cpu, "<= 1 %", |_, _, _, x| {
             x <= 1.0
         })
-        .note(format!("CPU of each node over {window:?}")),
+        .note(format!(
+            "CPU of each node over {window:?}, from {IDLE_AFTER:?} after the org formed"
+        )),
     ]
 }
 

@@ -348,6 +348,7 @@ fn economy_announcements_grow_linearly_with_the_org() {
     // counted is what joins and failovers cost.
     let config = Config {
         heartbeat: Duration::from_secs(30),
+        heartbeat_settling: Duration::from_secs(30),
         heartbeat_per_member: Duration::from_millis(10),
         ..Config::default()
     };
@@ -678,4 +679,39 @@ fn first_election_newcomer_does_not_unseat_a_settled_rep() {
     let mut alone = Election::new(0u32, config, 1, now);
     alone.handle_timeout(now + grace);
     assert_eq!((alone.term(), alone.rep()), (1, Some(&0)));
+}
+
+#[test]
+fn heartbeat_is_fast_while_settling_and_slow_once_settled() {
+    let config = Config::default();
+    let mut sim = Sim::new(3, Sim::full_mesh(3), 5);
+    assert_eq!(
+        sim.nodes[&1].election.heartbeat(),
+        config.heartbeat_settling
+    );
+    sim.run_for(config.join_grace * 2);
+    sim.assert_agreement();
+    assert_eq!(
+        sim.nodes[&1].election.heartbeat(),
+        config.heartbeat_settling
+    );
+    sim.run_for(config.settle_time);
+    for i in sim.up() {
+        assert_eq!(
+            sim.nodes[&i].election.heartbeat(),
+            config.heartbeat,
+            "member {i}"
+        );
+    }
+    // A rep change makes every survivor settle again.
+    let rep = sim.view(1).1.expect("a rep");
+    sim.crash(rep);
+    sim.run_for(10 * MS);
+    for i in sim.up() {
+        assert_eq!(
+            sim.nodes[&i].election.heartbeat(),
+            config.heartbeat_settling,
+            "member {i}"
+        );
+    }
 }
