@@ -839,7 +839,8 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 "s",
                 &[took.as_secs_f64()],
                 "<= 20 s at 1000",
-                |m, _, _, _| m <= 20.0,
+                // An agreement that falls apart again is not one.
+                |m, _, _, _| m <= 20.0 && later.agreed,
             )
             .note(format!(
                 "in-process, from the first start until all name one rep and it knows all members; {SCALE_SETTLE:?} later {}",

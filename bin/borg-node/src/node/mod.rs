@@ -799,11 +799,6 @@ impl Node {
         }
     }
 
-    /// Closes every connection that has not answered a ping for `ping_interval + ping_timeout`.
-    ///
-    /// Why not rely on ping's failure events: libp2p-ping keeps the first failure silent, then
-    /// opens a new stream whose negotiation only times out after 10 s, so a dead link (no FIN)
-    /// would be reported after about 11 s. The rep's silent loss must be repaired in ~1 s.
     /// Judges every connection by its pongs, in two stages. A peer none of whose connections
     /// answered for `ping_interval + ping_timeout` (800 ms) is presumed lost at once: its orgs
     /// fail over as if it had disconnected. Its connection is closed only after
@@ -812,6 +807,10 @@ impl Node {
     /// that was queued for it lost. Closing at the first verdict dropped every message queued
     /// on the connection and, under load, made members close each other's links by the dozen
     /// (65 closes and 80 rep changes in one 5-node throughput trial).
+    ///
+    /// Why not rely on ping's failure events: libp2p-ping keeps the first failure silent, then
+    /// opens a new stream whose negotiation only times out after 10 s, so a dead link (no FIN)
+    /// would be reported after about 11 s. The rep's silent loss must be repaired in ~1 s.
     fn check_liveness(&mut self, now: Instant) {
         let suspect_after = self.config.ping_interval + self.config.ping_timeout;
         let close_after = SILENT_CLOSE_AFTER.max(suspect_after);

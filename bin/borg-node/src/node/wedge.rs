@@ -1,13 +1,16 @@
 //! Finding connections whose gossipsub send path is wedged for good.
 //!
-//! Under overload a connection's gossipsub stream can stop draining forever while the
-//! connection itself stays healthy (pings pass): the sender is out of yamux credit on a stream
-//! the receiver has closed and dropped, and yamux does not reset such a stream (it ignores
-//! data for unknown streams, paritytech/yamux #110). Gossipsub then queues into a queue that
-//! never empties, reports the peer as slow at every heartbeat, and the peer stops receiving the
-//! org's messages from this node. Measured in borg-bench org-throughput: after two seconds at
-//! twice the capacity, a receiver delivered 0 of 1,000 later messages at 500/s, its links
-//! otherwise up.
+//! A connection's gossipsub send path can stop draining forever while the connection itself
+//! stays healthy (pings pass): gossipsub's connection handler counts every stream it opens or
+//! accepts and, at the fifth, disables itself for the rest of the connection's life, and the
+//! peer's queue (shared by the peer's connections) is then never drained again. Gossipsub
+//! reports the peer as slow at every heartbeat, and the peer stops receiving the org's
+//! messages from this node. Measured in borg-bench org-throughput: after two seconds at twice
+//! the capacity, a receiver delivered 0 of 1,000 later messages at 500/s, its links otherwise
+//! up. The streams were being reopened because receivers dropped streams carrying control
+//! messages larger than they accept; nodes no longer send such messages (see
+//! `MAX_GOSSIP_IDS_PER_HEARTBEAT`), and this repair stays for any other way a handler ends up
+//! disabled (a stream that fails five times on a long-lived connection).
 //!
 //! A peer that is merely slow drains its queue within a few heartbeats and stops being
 //! reported; a wedged one is reported at every heartbeat. [`SlowLinks`] tells them apart, and
