@@ -3174,7 +3174,11 @@ where
             Ok(()) => true,
             Err(rpc) => {
                 // Sending failed because the channel is full.
-                tracing::warn!(%peer_id, ?rpc, "Send Queue full. Could not send Rpc.");
+                // borg-net patch: debug, not warn. Logged for every dropped message, with the
+                // message printed, this was most of a loaded node's log (260,000 lines in one
+                // node's log of a throughput run), formatted when the node is already behind.
+                // The same drops are reported per peer and heartbeat as `Event::SlowPeer`.
+                tracing::debug!(%peer_id, ?rpc, "Send Queue full. Could not send Rpc.");
 
                 // Update failed message counter.
                 let failed_messages = self.failed_messages.entry(peer_id).or_default();
