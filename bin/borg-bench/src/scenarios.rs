@@ -620,14 +620,17 @@ fn proc_cpu_ticks(pid: u32) -> Option<f64> {
     Some(utime + stime)
 }
 
-/// How long after the org formed the idle window opens.
-const IDLE_AFTER: Duration = Duration::from_secs(12);
+/// How long after the org formed the idle window opens: once members have stopped settling
+/// (they heartbeat faster for `settle_time` after joining or a rep change), with a margin.
+fn idle_after() -> Duration {
+    borg_proto::election::Config::default().settle_time + Duration::from_secs(2)
+}
 
 fn idle(plan: &Plan) -> Vec<Row> {
     let (lab, nodes, _) = plan.org(5, &[]);
-    // Idle is the steady state: members heartbeat faster for 10 s after joining and after
-    // a rep change (`heartbeat_settling`), so the window opens once that is over.
-    std::thread::sleep(IDLE_AFTER);
+    // Idle is the steady state, after the members have settled.
+    let idle_after = idle_after();
+    std::thread::sleep(idle_after);
     // CPU time is counted in 10 ms ticks: a 30 s window resolves 0.03 % of a core per node.
     let window = Duration::from_secs(if plan.quick { 10 } else { 30 });
     let pids: Vec<u32> = nodes.iter().filter_map(|&i| lab.pid(i)).collect();
@@ -662,7 +665,7 @@ fn idle(plan: &Plan) -> Vec<Row> {
             x <= 1.0
         })
         .note(format!(
-            "CPU of each node over {window:?}, from {IDLE_AFTER:?} after the org formed"
+            "CPU of each node over {window:?}, from {idle_after:?} after the org formed"
         )),
     ]
 }

@@ -388,10 +388,9 @@ struct Node {
     seen: SeenIds,
     delivered: LazyBroadcast<Arc<Delivered>>,
     events: LazyBroadcast<Arc<Event>>,
-    /// Peers whose connection was closed because they stopped answering pings.
-    unresponsive: BTreeSet<PeerId>,
     /// Peers presumed lost (no pong on any connection for the ping timeout) whose connection
-    /// is kept until `SILENT_CLOSE_AFTER`, in case they were only busy.
+    /// is kept until `SILENT_CLOSE_AFTER`, in case they were only busy. A peer whose last
+    /// connection closes while it is here was lost for silence (`Loss::Unresponsive`).
     suspects: BTreeSet<PeerId>,
     /// Peers gossipsub keeps reporting slow: a streak long enough means a wedged send path.
     slow_links: wedge::SlowLinks<PeerId>,
@@ -570,7 +569,6 @@ pub async fn start(
         seen: SeenIds::default(),
         delivered: delivered.clone(),
         events: events.clone(),
-        unresponsive: BTreeSet::new(),
         suspects: BTreeSet::new(),
         slow_links: wedge::SlowLinks::default(),
         replacing: HashMap::new(),
@@ -834,9 +832,6 @@ impl Node {
         for (connection, peer, silent) in close {
             tracing::info!(%peer, silent_ms = silent.as_millis() as u64, "no pong; closing connection");
             self.last_pong.remove(&connection);
-            if !self.suspects.contains(&peer) {
-                self.unresponsive.insert(peer);
-            }
             self.swarm.close_connection(connection);
         }
         for (peer, last) in freshest {
@@ -1419,9 +1414,11 @@ impl Node {
                 }
             }
             BehaviourEvent::Connections(connections::Event::PeerDisconnected(peer)) => {
-                // A peer presumed lost already counts as gone in its orgs.
+                // A peer presumed lost already counts as gone in its orgs. (A connection closed
+                // for silence belongs to such a peer, or to one whose other connection still
+                // answers, which is not disconnected by it.)
                 let told = self.suspects.remove(&peer);
-                let loss = if self.unresponsive.remove(&peer) || told {
+                let loss = if told {
                     Loss::Unresponsive
                 } else {
                     Loss::Closed
