@@ -34,9 +34,10 @@ struct Args {
     /// The borg-node executable (default: next to this one).
     #[arg(long)]
     node_bin: Option<PathBuf>,
-    /// Largest in-process swarm for the scale scenario.
-    #[arg(long, default_value_t = 1000)]
-    scale_max: usize,
+    /// Sizes of the in-process swarms of the scale scenario (default 100,500,1000; 30 with
+    /// --quick).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    scale_sizes: Vec<usize>,
 }
 
 /// One scenario's result.
@@ -182,7 +183,7 @@ fn main() -> Result<()> {
         quick: args.quick,
         trials: args.trials.unwrap_or(if args.quick { 3 } else { 5 }).max(1),
         only: args.only,
-        scale_max: args.scale_max,
+        scale_sizes: args.scale_sizes,
     };
     let started = std::time::Instant::now();
     let rows = scenarios::run_all(&plan, &runtime);

@@ -24,7 +24,8 @@ pub struct Plan {
     pub quick: bool,
     pub trials: usize,
     pub only: Vec<String>,
-    pub scale_max: usize,
+    /// Overrides the scale scenario's sizes when not empty.
+    pub scale_sizes: Vec<usize>,
 }
 
 const ORG: &str = "bench";
@@ -156,10 +157,11 @@ pub fn run_all(plan: &Plan, rt: &Runtime) -> Vec<Row> {
         push(guarded("idle", 5, || idle(plan)));
     }
     if plan.wants("scale") {
-        let sizes: Vec<usize> = sizes(&[100, 500, 1000], &[30])
-            .into_iter()
-            .filter(|n| *n <= plan.scale_max)
-            .collect();
+        let sizes = if plan.scale_sizes.is_empty() {
+            sizes(&[100, 500, 1000], &[30])
+        } else {
+            plan.scale_sizes.clone()
+        };
         for n in sizes {
             push(guarded("scale", n, || crate::scenarios::scale(plan, rt, n)));
         }
