@@ -16,7 +16,7 @@ use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
 use borg_proto::{
     Direction, Envelope, OrgName,
-    election::{Election, Output, decode_announcement, encode_announcement},
+    election::{Election, Output, Relay, decode_announcement, encode_announcement},
 };
 use libp2p::{
     PeerId,
@@ -273,6 +273,14 @@ impl Node {
         match out {
             Output::Announce(ann) => {
                 let topic = org.control_topic.clone();
+                tracing::trace!(
+                    org = %name,
+                    term = ann.term,
+                    seq = ann.seq,
+                    heartbeat_ms = ann.heartbeat.as_millis() as u64,
+                    rep = ann.rep.as_ref().is_some_and(|r| *r == self.keypair.public().to_peer_id()),
+                    "announcing"
+                );
                 let bytes = encode_announcement(&ann, name, &self.keypair);
                 match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
                     Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
@@ -537,24 +545,29 @@ impl Node {
         message_id: &gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let decoded = decode_announcement(&message.data, &org).map_err(|e| e.to_string());
-        let acceptance = match (&decoded, self.orgs.contains_key(&org)) {
-            (Err(reason), _) => {
-                tracing::info!(peer = %propagation_source, %reason, "rejected invalid announcement");
+        // Forwarded only where the election says the org needs it (`Relay`): a member's
+        // heartbeat is published to its neighbours and stops there. Ignore tells gossipsub not
+        // to forward without penalising the sender.
+        let acceptance = match decode_announcement(&message.data, &org) {
+            Err(e) => {
+                tracing::info!(peer = %propagation_source, reason = %e, "rejected invalid announcement");
                 MessageAcceptance::Reject
             }
-            (Ok(_), false) => MessageAcceptance::Ignore,
-            (Ok(_), true) => MessageAcceptance::Accept,
+            Ok((source, ann)) => match self.orgs.get_mut(&org) {
+                None => MessageAcceptance::Ignore,
+                Some(state) => match state
+                    .election
+                    .handle_announcement(source, ann, Instant::now())
+                {
+                    Relay::Yes => MessageAcceptance::Accept,
+                    Relay::No => MessageAcceptance::Ignore,
+                },
+            },
         };
         self.swarm
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(message_id, &propagation_source, acceptance);
-        if let (Ok((source, ann)), Some(state)) = (decoded, self.orgs.get_mut(&org)) {
-            state
-                .election
-                .handle_announcement(source, ann, Instant::now());
-        }
     }
 
     fn publish_delivery(&mut self, envelope: &Envelope, org: &OrgName) {

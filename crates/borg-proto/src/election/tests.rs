@@ -21,10 +21,12 @@ struct SimNode {
     history: Vec<(u64, u32)>,
 }
 
+/// An announcement on one hop: from `via` to `to`, written by `author`.
 struct InFlight {
     at: Instant,
     to: u32,
-    from: u32,
+    via: u32,
+    author: u32,
     ann: Announcement<u32>,
 }
 
@@ -42,8 +44,13 @@ struct Sim {
     max_delay_ms: u64,
     drop_percent: u64,
     next_incarnation: u64,
-    /// Announcements published so far (each one is a broadcast to the whole org).
+    /// Announcements published so far (not counting relayed copies).
     announcements: u64,
+    /// Copies delivered to a member, over all hops (direct and relayed).
+    deliveries: u64,
+    /// `(member, author, incarnation, seq)` already handled: gossip delivers each message
+    /// once.
+    seen: BTreeSet<(u32, u32, u64, u64)>,
 }
 
 impl Sim {
@@ -65,6 +72,8 @@ impl Sim {
             drop_percent: 0,
             next_incarnation: 1,
             announcements: 0,
+            deliveries: 0,
+            seen: BTreeSet::new(),
         };
         for i in 0..n {
             sim.start(i);
@@ -186,10 +195,17 @@ impl Sim {
             .collect()
     }
 
-    fn broadcast(&mut self, from: u32, ann: Announcement<u32>) {
+    /// Publishes `author`'s announcement as gossipsub does with flood publishing: to every
+    /// member it has a (talking) connection to. Receivers forward it further only when their
+    /// election says so (`Relay::Yes`), as the node does through gossipsub validation.
+    fn broadcast(&mut self, author: u32, ann: Announcement<u32>) {
+        self.send_to_neighbours(author, author, ann);
+    }
+
+    fn send_to_neighbours(&mut self, via: u32, author: u32, ann: Announcement<u32>) {
         let peers: Vec<u32> = self.nodes.keys().copied().collect();
         for to in peers {
-            if !self.can_talk(from, to) {
+            if to == author || !self.linked(via, to) || !self.can_talk(via, to) {
                 continue;
             }
             if self.random(100) < self.drop_percent {
@@ -199,7 +215,8 @@ impl Sim {
             self.in_flight.push(InFlight {
                 at: self.now + Duration::from_millis(delay),
                 to,
-                from,
+                via,
+                author,
                 ann: ann.clone(),
             });
         }
@@ -247,8 +264,20 @@ impl Sim {
         self.in_flight = rest;
         due.sort_by_key(|m| m.at);
         for m in due {
-            if self.can_talk(m.from, m.to) {
-                self.node(m.to).handle_announcement(m.from, m.ann, now);
+            if !self.can_talk(m.via, m.to)
+                || !self
+                    .seen
+                    .insert((m.to, m.author, m.ann.incarnation, m.ann.seq))
+            {
+                continue;
+            }
+            self.deliveries += 1;
+            if self
+                .node(m.to)
+                .handle_announcement(m.author, m.ann.clone(), now)
+                == Relay::Yes
+            {
+                self.send_to_neighbours(m.to, m.author, m.ann);
             }
         }
         let ids: Vec<u32> = self.nodes.keys().copied().collect();
@@ -673,7 +702,7 @@ fn first_election_newcomer_does_not_unseat_a_settled_rep() {
         rep_reachable: true,
         succession: vec![7, 8],
     };
-    newcomer.handle_announcement(5, heartbeat, now + grace * 2);
+    let _ = newcomer.handle_announcement(5, heartbeat, now + grace * 2);
     assert_eq!((newcomer.term(), newcomer.rep()), (1, Some(&5)));
 
     let mut alone = Election::new(0u32, config, 1, now);
@@ -714,4 +743,80 @@ fn heartbeat_is_fast_while_settling_and_slow_once_settled() {
             "member {i}"
         );
     }
+}
+
+#[test]
+fn heartbeat_newcomer_of_a_large_org_follows_the_reps_interval() {
+    let now = Instant::now();
+    let config = Config::default();
+    let mut newcomer = Election::new(0u32, config.clone(), 1, now);
+    newcomer.handle_connected(5, now);
+    assert_eq!(newcomer.heartbeat(), config.heartbeat_settling);
+    // The rep of 1,000 members announces every 100 s; the newcomer knows one member (the
+    // rep) and would otherwise announce every 300 ms.
+    let rep_heartbeat = Duration::from_secs(100);
+    let announcement = |seq, rep| Announcement {
+        kind: AnnouncementKind::State,
+        incarnation: 9,
+        seq,
+        heartbeat: rep_heartbeat,
+        score: 999,
+        term: 1,
+        rep: Some(rep),
+        reason: Reason::Elected,
+        rep_reachable: true,
+        succession: vec![7, 8],
+    };
+    let relay = newcomer.handle_announcement(5, announcement(1, 5), now + 10 * MS);
+    assert_eq!(relay, Relay::Yes, "the rep's own announcement travels on");
+    assert_eq!(newcomer.rep(), Some(&5));
+    assert_eq!(newcomer.heartbeat(), rep_heartbeat);
+    // Only the rep's interval counts: a member announcing a long one does not stretch ours.
+    let mut other = Election::new(0u32, config.clone(), 1, now);
+    let relay = other.handle_announcement(3, announcement(1, 5), now + 10 * MS);
+    assert_eq!(relay, Relay::Yes, "a ballot adopted here travels on");
+    assert_eq!(other.rep(), Some(&5));
+    let relay = other.handle_announcement(
+        6,
+        Announcement {
+            heartbeat: Duration::from_secs(500),
+            ..announcement(1, 5)
+        },
+        now + 20 * MS,
+    );
+    assert_eq!(
+        relay,
+        Relay::No,
+        "a member's heartbeat with a known ballot stays here"
+    );
+    assert_eq!(other.heartbeat(), config.heartbeat_settling);
+}
+
+/// In an org that is not a full mesh, a member's routine heartbeat reaches its neighbours
+/// (and the rep, to whom it keeps a connection) and stops there; the rep's own announcements
+/// reach everyone. 40 members on a ring, each also linked to member 0 (the rep, as every
+/// member keeps a connection to its rep): broadcast, every announcement would be delivered 39
+/// times.
+#[test]
+fn relay_members_heartbeats_stay_with_their_neighbours() {
+    let n = 40;
+    let mut links: BTreeSet<(u32, u32)> = (1..n).map(|i| (0, i)).collect();
+    links.extend((1..n).map(|i| (i.min(i % (n - 1) + 1), i.max(i % (n - 1) + 1))));
+    let mut sim = Sim::new(n, links, 11);
+    sim.run_for(Duration::from_secs(15));
+    sim.assert_agreement();
+    assert_eq!(
+        sim.view(5).1,
+        Some(0),
+        "the hub, with the most links, is rep"
+    );
+    let (announced, delivered) = (sim.announcements, sim.deliveries);
+    sim.run_for(Duration::from_secs(60));
+    sim.assert_agreement();
+    let per_announcement =
+        (sim.deliveries - delivered) as f64 / (sim.announcements - announced) as f64;
+    assert!(
+        per_announcement < 6.0,
+        "{per_announcement:.1} deliveries per announcement"
+    );
 }
