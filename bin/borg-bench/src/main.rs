@@ -11,7 +11,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 mod scenarios;
 
@@ -38,17 +38,23 @@ struct Args {
     /// --quick).
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     scale_sizes: Vec<usize>,
+    /// Run the scale scenario in this process (set by the parent borg-bench for its child).
+    #[arg(long, hide = true)]
+    scale_here: bool,
 }
 
 /// One scenario's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     scenario: String,
     nodes: usize,
     trials: usize,
     unit: String,
+    #[serde(deserialize_with = "f64_or_nan")]
     median: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     p95: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     max: f64,
     target: String,
     pass: bool,
@@ -56,6 +62,11 @@ pub struct Row {
     p99: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
+}
+
+/// A missing measurement is NaN here and `null` in JSON (which has no NaN); read back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Median, 95th and 99th percentile and maximum of `samples` (nearest rank).
@@ -184,6 +195,7 @@ fn main() -> Result<()> {
         trials: args.trials.unwrap_or(if args.quick { 3 } else { 5 }).max(1),
         only: args.only,
         scale_sizes: args.scale_sizes,
+        scale_here: args.scale_here,
     };
     let started = std::time::Instant::now();
     let rows = scenarios::run_all(&plan, &runtime);
@@ -202,4 +214,27 @@ fn main() -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Row;
+
+    /// A child `borg-bench` reports through JSON, where a missing measurement (NaN) is `null`.
+    #[test]
+    fn rows_without_samples_survive_json() {
+        let row = Row::from_samples("scale-agree", 1000, 1, "s", &[], "<= 20 s", |_, _, _, _| {
+            true
+        })
+        .note("no agreement");
+        let text = serde_json::to_string(&row).expect("serialise");
+        let back: Row = serde_json::from_str(&text).expect("deserialise");
+        assert!(back.median.is_nan() && back.max.is_nan());
+        assert!(!back.pass);
+        assert_eq!(back.note.as_deref(), Some("no agreement"));
+        let row = Row::from_samples("store-put", 3, 2, "ms", &[1.0, 3.0], "-", |_, _, _, _| true);
+        let back: Row = serde_json::from_str(&serde_json::to_string(&row).expect("serialise"))
+            .expect("deserialise");
+        assert_eq!((back.median, back.max, back.pass), (1.0, 3.0, true));
+    }
 }

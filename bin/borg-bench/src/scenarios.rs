@@ -26,6 +26,8 @@ pub struct Plan {
     pub only: Vec<String>,
     /// Overrides the scale scenario's sizes when not empty.
     pub scale_sizes: Vec<usize>,
+    /// Run the scale scenario in this process rather than in a fresh child `borg-bench`.
+    pub scale_here: bool,
 }
 
 const ORG: &str = "bench";
@@ -163,7 +165,11 @@ pub fn run_all(plan: &Plan, rt: &Runtime) -> Vec<Row> {
             plan.scale_sizes.clone()
         };
         for n in sizes {
-            push(guarded("scale", n, || crate::scenarios::scale(plan, rt, n)));
+            if plan.scale_here {
+                push(guarded("scale", n, || crate::scenarios::scale(plan, rt, n)));
+            } else {
+                push(guarded("scale", n, || scale_in_child(plan, n)));
+            }
         }
     }
     rows
@@ -744,6 +750,49 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
 /// DHT lookups have been trimmed (after the nodes' 30 s `idle_timeout`).
 const SCALE_SETTLE: Duration = Duration::from_secs(45);
 
+/// Runs the scale scenario for `n` nodes in a fresh `borg-bench` process and returns its
+/// rows. Its memory is measured as RSS growth, which in this process would start from the
+/// high-water mark the earlier scenarios left (a full run once measured 0.2 MiB per node).
+fn scale_in_child(plan: &Plan, n: usize) -> Vec<Row> {
+    let exe = std::env::current_exe().expect("borg-bench's own path");
+    let json =
+        std::env::temp_dir().join(format!("borg-bench-scale-{}-{n}.json", std::process::id()));
+    borg_lab::track_temp_dir(json.clone());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--only", "scale", "--scale-here", "--scale-sizes"])
+        .arg(n.to_string())
+        .arg("--node-bin")
+        .arg(&plan.node_bin)
+        .arg("--json")
+        .arg(&json)
+        // Its progress lines (stderr) show; its own table would repeat ours.
+        .stdout(std::process::Stdio::null());
+    if plan.quick {
+        cmd.arg("--quick");
+    }
+    let mut child = cmd.spawn().expect("cannot start a child borg-bench");
+    borg_lab::track_process(child.id());
+    // The child's data directory, should it be killed before it removes it.
+    let data = std::env::temp_dir().join(format!("borg-bench-scale-{}-{n}", child.id()));
+    borg_lab::track_temp_dir(data.clone());
+    let status = child.wait().expect("child borg-bench");
+    borg_lab::forget_process(child.id());
+    let _ = std::fs::remove_dir_all(&data);
+    borg_lab::forget_temp_dir(&data);
+    let rows = std::fs::read_to_string(&json).unwrap_or_default();
+    let _ = std::fs::remove_file(&json);
+    borg_lab::forget_temp_dir(&json);
+    let rows: Vec<Row> = rows
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    assert!(
+        !rows.is_empty(),
+        "the child borg-bench ended ({status}) without a result"
+    );
+    rows
+}
+
 /// In-process: `n` nodes over the memory transport (Noise) in this process.
 pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
     use borg_node::{
@@ -754,6 +803,7 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
     let me = std::process::id();
     let rss_before = proc_rss_kib(me).unwrap_or(0.0);
     let tmp = std::env::temp_dir().join(format!("borg-bench-scale-{me}-{n}"));
+    borg_lab::track_temp_dir(tmp.clone());
     let started = Instant::now();
     let limit = Duration::from_secs(if plan.quick { 120 } else { 300 });
     let config = |i: usize, seed: Option<String>| {
@@ -835,6 +885,7 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
         result
     });
     let _ = std::fs::remove_dir_all(&tmp);
+    borg_lab::forget_temp_dir(&tmp);
     match outcome {
         Ok((took, at_agreement, settled, later)) => vec![
             Row::from_samples(

@@ -37,6 +37,33 @@ fn track_pid(pid: u32) {
     }
 }
 
+/// Registers a process started outside a lab (a child `borg-bench`), so that
+/// [`emergency_cleanup`] kills it.
+pub fn track_process(pid: u32) {
+    track_pid(pid);
+}
+
+/// The process registered with [`track_process`] has ended.
+pub fn forget_process(pid: u32) {
+    if let Ok(mut pids) = SPAWNED.lock() {
+        pids.retain(|p| *p != pid);
+    }
+}
+
+/// Registers a directory (or file) made outside a lab, so that [`emergency_cleanup`] deletes it.
+pub fn track_temp_dir(path: PathBuf) {
+    if let Ok(mut dirs) = TEMP_DIRS.lock() {
+        dirs.push(path);
+    }
+}
+
+/// The directory registered with [`track_temp_dir`] is gone.
+pub fn forget_temp_dir(path: &std::path::Path) {
+    if let Ok(mut dirs) = TEMP_DIRS.lock() {
+        dirs.retain(|d| d != path);
+    }
+}
+
 /// Kills every process this process's labs started, deletes their namespaces and temporary
 /// directories. For a signal handler: the labs' `Drop` does not run when the process is ended.
 pub fn emergency_cleanup() {
@@ -55,7 +82,11 @@ pub fn emergency_cleanup() {
     }
     if let Ok(dirs) = TEMP_DIRS.lock() {
         for d in dirs.iter() {
-            let _ = std::fs::remove_dir_all(d);
+            if d.is_dir() {
+                let _ = std::fs::remove_dir_all(d);
+            } else {
+                let _ = std::fs::remove_file(d);
+            }
         }
     }
 }
