@@ -273,12 +273,13 @@ impl Node {
         match out {
             Output::Announce(ann) => {
                 let topic = org.control_topic.clone();
+                let me = self.local_peer_id();
                 tracing::trace!(
                     org = %name,
                     term = ann.term,
                     seq = ann.seq,
                     heartbeat_ms = ann.heartbeat.as_millis() as u64,
-                    rep = ann.rep.as_ref().is_some_and(|r| *r == self.keypair.public().to_peer_id()),
+                    rep = ann.rep.as_ref() == Some(&me),
                     "announcing"
                 );
                 let bytes = encode_announcement(&ann, name, &self.keypair);
