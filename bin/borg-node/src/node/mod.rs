@@ -845,10 +845,7 @@ impl Node {
         for (peer, last) in freshest {
             if now.saturating_duration_since(last) > suspect_after && self.suspects.insert(peer) {
                 tracing::info!(%peer, silent_ms = suspect_after.as_millis() as u64, "no pong; peer presumed lost, its connection kept a while");
-                for org in self.orgs.values_mut() {
-                    org.election
-                        .handle_disconnected(peer, Loss::Unresponsive, now);
-                }
+                self.tell_elections_lost(peer, Loss::Unresponsive, now);
             }
         }
     }
@@ -857,9 +854,21 @@ impl Node {
     fn on_pong(&mut self, peer: PeerId, now: Instant) {
         if self.suspects.remove(&peer) {
             tracing::info!(%peer, "pong again; peer back");
-            for org in self.orgs.values_mut() {
-                org.election.handle_connected(peer, now);
-            }
+            self.tell_elections_reachable(peer, now);
+        }
+    }
+
+    /// Every org's election: `peer` is reachable (connected, or answering pings again).
+    fn tell_elections_reachable(&mut self, peer: PeerId, now: Instant) {
+        for org in self.orgs.values_mut() {
+            org.election.handle_connected(peer, now);
+        }
+    }
+
+    /// Every org's election: `peer` is gone (`loss` says how).
+    fn tell_elections_lost(&mut self, peer: PeerId, loss: Loss, now: Instant) {
+        for org in self.orgs.values_mut() {
+            org.election.handle_disconnected(peer, loss, now);
         }
     }
 
@@ -1410,28 +1419,24 @@ impl Node {
                 self.lost_members.remove(&peer);
                 let now = Instant::now();
                 self.connected_since.insert(peer, now);
-                let mut member_of = Vec::new();
-                for org in self.orgs.values_mut() {
-                    org.election.handle_connected(peer, now);
-                    if org.has_member(&peer) {
-                        member_of.push(org.name().clone());
-                    }
-                }
+                self.tell_elections_reachable(peer, now);
+                let member_of: Vec<OrgName> = self
+                    .orgs
+                    .values()
+                    .filter(|o| o.has_member(&peer))
+                    .map(|o| o.name().clone())
+                    .collect();
                 for org in member_of {
                     self.ask_history(peer, &org);
                 }
             }
             BehaviourEvent::Connections(connections::Event::PeerDisconnected(peer)) => {
-                // A peer presumed lost already counts as gone in its orgs. (A connection closed
-                // for silence belongs to such a peer, or to one whose other connection still
-                // answers, which is not disconnected by it.)
-                let told = self.suspects.remove(&peer);
-                let loss = if told {
-                    Loss::Unresponsive
-                } else {
-                    Loss::Closed
-                };
-                tracing::debug!(%peer, ?loss, "peer disconnected");
+                // A peer presumed lost already counts as gone in its orgs (as
+                // `Loss::Unresponsive`). A connection closed for silence belongs to such a peer,
+                // or to one whose other connection still answers, which is not disconnected by
+                // it; so every other last close is `Loss::Closed`.
+                let presumed_lost = self.suspects.remove(&peer);
+                tracing::debug!(%peer, presumed_lost, "peer disconnected");
                 // A later reconnection asks again for what was missed meanwhile.
                 self.storage.forget_history_asks(&peer);
                 self.slow_links.forget(&peer);
@@ -1439,12 +1444,10 @@ impl Node {
                 let now = Instant::now();
                 let chosen = self.links.remove(&peer) == Some(Link::Chosen);
                 self.connected_since.remove(&peer);
-                let mut member = false;
-                for org in self.orgs.values_mut() {
-                    member |= org.has_member(&peer);
-                    if !told {
-                        org.election.handle_disconnected(peer, loss, now);
-                    }
+                // Asked before the elections hear of the loss: it may expire the member.
+                let member = self.orgs.values().any(|o| o.has_member(&peer));
+                if !presumed_lost {
+                    self.tell_elections_lost(peer, Loss::Closed, now);
                 }
                 // A neighbour this node chose is redialled (it may be a passing fault); one
                 // that dialled in is redialled by its own side. The rep is redialled anyway.
