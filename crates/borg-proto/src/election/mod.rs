@@ -474,20 +474,17 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if from == self.me || (ann.term > 0 && ann.rep.is_none()) {
             return Relay::No;
         }
-        let relay = if ann.kind == AnnouncementKind::Leaving || ann.rep.as_ref() == Some(&from) {
-            Relay::Yes
-        } else {
-            Relay::No
-        };
-        let ballot_before = (self.term, self.rep.clone());
+        // Goodbyes and the rep's own announcements always travel on.
+        let for_everyone = ann.kind == AnnouncementKind::Leaving || ann.rep.as_ref() == Some(&from);
+        let before = (self.term, self.rep.clone());
         let announced = (ann.term, ann.rep.clone());
         if !self.apply_announcement(from, ann, now) {
             return Relay::No; // stale
         }
-        if relay == Relay::Yes
-            || ((self.term, self.rep.as_ref()) == (announced.0, announced.1.as_ref())
-                && (self.term, self.rep.as_ref()) != (ballot_before.0, ballot_before.1.as_ref()))
-        {
+        let now_held = (self.term, self.rep.clone());
+        // So does a ballot this member has just adopted from it: every member must hear it.
+        let adopted = now_held == announced && now_held != before;
+        if for_everyone || adopted {
             Relay::Yes
         } else {
             Relay::No
