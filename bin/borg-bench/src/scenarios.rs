@@ -773,7 +773,7 @@ fn scale_in_child(plan: &Plan, n: usize) -> Vec<Row> {
     let mut child = cmd.spawn().expect("cannot start a child borg-bench");
     borg_lab::track_process(child.id());
     // The child's data directory, should it be killed before it removes it.
-    let data = std::env::temp_dir().join(format!("borg-bench-scale-{}-{n}", child.id()));
+    let data = scale_data_dir(child.id(), n);
     borg_lab::track_temp_dir(data.clone());
     let status = child.wait().expect("child borg-bench");
     borg_lab::forget_process(child.id());
@@ -793,6 +793,12 @@ fn scale_in_child(plan: &Plan, n: usize) -> Vec<Row> {
     rows
 }
 
+/// The data directory of process `pid`'s in-process scale run of `n` nodes (a parent
+/// `borg-bench` cleans up its child's).
+fn scale_data_dir(pid: u32, n: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("borg-bench-scale-{pid}-{n}"))
+}
+
 /// In-process: `n` nodes over the memory transport (Noise) in this process.
 pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
     use borg_node::{
@@ -802,7 +808,7 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
     };
     let me = std::process::id();
     let rss_before = proc_rss_kib(me).unwrap_or(0.0);
-    let tmp = std::env::temp_dir().join(format!("borg-bench-scale-{me}-{n}"));
+    let tmp = scale_data_dir(me, n);
     borg_lab::track_temp_dir(tmp.clone());
     let started = Instant::now();
     let limit = Duration::from_secs(if plan.quick { 120 } else { 300 });
