@@ -1240,6 +1240,16 @@ impl Node {
                     }
                 }
                 if reached_bootstrap {
+                    // The bootstrap peer is a borg node, so a DHT server: it goes into the
+                    // routing table at once, not only when its identify message arrives. A
+                    // node whose only connection is its bootstrap link would otherwise have no
+                    // peer to start a lookup from until then, and a busy peer's identify can
+                    // come late or not at all (identify asks again only every 5 minutes).
+                    let mut addr = endpoint.get_remote_address().clone();
+                    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                        addr.pop();
+                    }
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     // A new network segment: announce ourselves where its nodes will look.
                     self.provide_soon();
                 }
