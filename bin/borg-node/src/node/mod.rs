@@ -1373,7 +1373,9 @@ impl Node {
                     if !info.addrs.is_empty()
                         && self.address_lookups.remove(&info.peer_id).is_some()
                     {
-                        self.dial_peer(info.peer_id, info.addrs);
+                        // The DHT also knows QUIC addresses (from QUIC connections); a rep
+                        // dialled over QUIC leaves its members blind to a crash (`prefer_tcp`).
+                        self.dial_peer(info.peer_id, prefer_tcp(info.addrs));
                     }
                 }
             }
