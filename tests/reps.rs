@@ -45,9 +45,27 @@ fn await_successor(
     lost_at_ms: u64,
     what: &str,
 ) {
+    // Shortly before the wait gives up, say what each survivor sees and how its log ends, so
+    // that a failure shows whether they disagree, agree on another successor, or are stuck.
+    let started = Instant::now();
+    let mut reported = false;
     let (rep, _) = lab.wait_for(PATIENCE, "survivors agree on a successor", |lab| {
-        lab.agreed_rep(survivors, org)
-            .filter(|(rep, _)| rep == expected)
+        let agreed = lab
+            .agreed_rep(survivors, org)
+            .filter(|(rep, _)| rep == expected);
+        if agreed.is_none() && !reported && started.elapsed() + Duration::from_secs(2) > PATIENCE {
+            reported = true;
+            for &i in survivors {
+                let log = lab.log(i);
+                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                eprintln!(
+                    "{what}: node {i} sees {:?} (expected successor {expected}); its log ends:\n{}",
+                    lab.rep_view(i, org),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        agreed
     });
     assert_eq!(rep, expected);
     let took: Vec<i64> = survivors
