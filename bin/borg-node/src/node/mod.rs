@@ -1245,10 +1245,7 @@ impl Node {
                     // node whose only connection is its bootstrap link would otherwise have no
                     // peer to start a lookup from until then, and a busy peer's identify can
                     // come late or not at all (identify asks again only every 5 minutes).
-                    let mut addr = endpoint.get_remote_address().clone();
-                    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
-                        addr.pop();
-                    }
+                    let (addr, _) = strip_p2p(endpoint.get_remote_address());
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     // A new network segment: announce ourselves where its nodes will look.
                     self.provide_soon();
