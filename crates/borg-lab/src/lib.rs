@@ -31,16 +31,12 @@ static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 static SPAWNED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-fn track_pid(pid: u32) {
+/// Registers a process (a lab's node, or one started outside a lab such as a child
+/// `borg-bench`), so that [`emergency_cleanup`] kills it.
+pub fn track_process(pid: u32) {
     if let Ok(mut pids) = SPAWNED.lock() {
         pids.push(pid);
     }
-}
-
-/// Registers a process started outside a lab (a child `borg-bench`), so that
-/// [`emergency_cleanup`] kills it.
-pub fn track_process(pid: u32) {
-    track_pid(pid);
 }
 
 /// The process registered with [`track_process`] has ended.
@@ -473,7 +469,7 @@ impl Lab {
             .stderr(log)
             .spawn()
             .expect("spawn borg-node run");
-        track_pid(child.id());
+        track_process(child.id());
         self.nodes.push(NodeProc {
             host: host.clone(),
             data_dir,
