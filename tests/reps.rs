@@ -57,11 +57,11 @@ fn await_successor(
             reported = true;
             for &i in survivors {
                 let log = lab.log(i);
-                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                let lines: Vec<&str> = log.lines().collect();
                 eprintln!(
                     "{what}: node {i} sees {:?} (expected successor {expected}); its log ends:\n{}",
                     lab.rep_view(i, org),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    lines[lines.len().saturating_sub(12)..].join("\n")
                 );
             }
         }
