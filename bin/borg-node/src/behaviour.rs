@@ -32,6 +32,7 @@ use borg_store::KadStore;
 use crate::{
     config::Config,
     history::{HistoryRequest, HistoryResponse},
+    transport,
 };
 
 /// The Kademlia protocol name; private, so borg nodes form a DHT of their own.
@@ -273,7 +274,8 @@ pub fn build_swarm(
                 noise::Config::new,
                 yamux::Config::default,
             )?
-            .with_quic()
+            // QUIC dials wait for TCP's head start: see `transport` for why.
+            .with_other_transport(transport::held_back_quic)?
             .with_dns()?
             .with_behaviour(|key| build_behaviour(key, config, kad_store).map_err(Into::into))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))

@@ -6,6 +6,7 @@
 //! - [`config`]: settings and their precedence (defaults < file < env < flags).
 //! - [`identity`]: the persisted ed25519 key.
 //! - [`behaviour`]: the composed libp2p behaviour and swarm construction.
+//! - [`transport`]: QUIC dials held back so that TCP is preferred.
 //! - [`node`]: the event loop that owns the swarm, and [`node::NodeHandle`].
 //! - [`messages`]: validation of received org messages.
 //! - [`control`]: the local Unix-socket API between CLI and daemon.
@@ -24,3 +25,4 @@ pub mod history;
 pub mod identity;
 pub mod messages;
 pub mod node;
+pub mod transport;
