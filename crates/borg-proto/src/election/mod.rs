@@ -22,8 +22,11 @@
 //! - views are *ballots* `(term, rep)`, ordered by term, then by the lower peer id; every
 //!   member moves to the greatest ballot it hears (a max-register), so two reps claimed for
 //!   one term resolve to the lower peer id without inflating the term;
-//! - when the rep is lost, every member promotes the first live member of the last announced
-//!   line of succession, at `term + 1`, with no further message: succession is known in advance;
+//! - when the rep is lost, the first live member of the last announced line of succession
+//!   becomes rep at `term + 1`: succession is known in advance. A rep that stopped answering is
+//!   replaced by every member at once; when the rep's connection closes, the successor promotes
+//!   itself and the others wait briefly for its announcement, so that one member's broken link
+//!   does not move the whole org;
 //! - the rep hands over to a member whose score beats its own by `margin` for `hold`.
 
 use std::{
@@ -82,7 +85,8 @@ pub struct Config {
     /// broadcast to all of them.
     pub announce_gap_per_member: Duration,
     /// How long a member that inferred a new ballot itself (failover, first election) waits
-    /// for its rep to announce it before announcing it itself.
+    /// for its rep to announce it before announcing it itself; also how long a member whose
+    /// connection to the rep closed waits for the successor to announce itself.
     pub announce_suppress: Duration,
 }
 
@@ -442,6 +446,9 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if let Some((_, since)) = &self.challenger {
             next = next.min(*since + self.config.hold);
         }
+        if let Some(closed_at) = self.rep.as_ref().and_then(|rep| self.rep_closed_at(rep)) {
+            next = next.min(closed_at + self.config.announce_suppress);
+        }
         next
     }
 
@@ -729,20 +736,57 @@ impl<P: Ord + Clone + Debug> Election<P> {
         });
     }
 
-    fn failover(&mut self, reason: Reason, now: Instant) {
-        let lost = self.rep.clone();
-        let next = self
-            .succession
+    /// Who replaces the current rep: the first live member of its line of succession (a
+    /// member never heard of is presumed alive: the rep vouched for it), else the best live
+    /// member.
+    fn successor(&self, now: Instant) -> P {
+        let lost = self.rep.as_ref();
+        self.succession
             .iter()
-            .find(|p| Some(*p) != lost.as_ref() && self.presumed_alive(p, now))
+            .find(|p| Some(*p) != lost && self.presumed_alive(p, now))
             .cloned()
-            .or_else(|| {
-                self.ranked_alive(now)
-                    .into_iter()
-                    .find(|p| Some(p) != lost.as_ref())
-            })
-            .unwrap_or_else(|| self.me.clone());
+            .or_else(|| self.ranked_alive(now).into_iter().find(|p| Some(p) != lost))
+            .unwrap_or_else(|| self.me.clone())
+    }
+
+    fn failover(&mut self, reason: Reason, now: Instant) {
+        let next = self.successor(now);
         self.adopt(self.term + 1, next, reason, Inferred::Yes, now);
+    }
+
+    /// When our connection to the rep closed (and it was not heard since), if it did.
+    fn rep_closed_at(&self, rep: &P) -> Option<Instant> {
+        let m = self.members.get(rep)?;
+        match m.lost {
+            Some((at, Loss::Closed)) if m.last_heard <= at && !self.connected.contains(rep) => {
+                Some(at)
+            }
+            _ => None,
+        }
+    }
+
+    /// The rep's connection closed. The successor promotes itself at once; any other member
+    /// waits up to `announce_suppress` for the successor's announcement of the new ballot
+    /// rather than promoting it itself: when the rep crashed, the successor saw its connection
+    /// close too and announces within a round trip; when only this member's link broke, the
+    /// successor stays silent, and promoting it here would move the whole org (the greater
+    /// ballot wins everywhere). After the wait, the closed connection is set aside and the rep
+    /// is judged like one that is not connected: by its silence and by the members that vouch
+    /// for it (the node redials it meanwhile).
+    fn on_rep_connection_closed(&mut self, rep: &P, closed_at: Instant, now: Instant) {
+        if self.successor(now) == self.me {
+            self.failover(Reason::Crash, now);
+            return;
+        }
+        if now < closed_at + self.config.announce_suppress {
+            return; // the successor's announcement is due
+        }
+        if let Some(m) = self.members.get_mut(rep) {
+            m.lost = None;
+        }
+        if !self.rep_alive(rep, now) {
+            self.failover(Reason::SilentTimeout, now);
+        }
     }
 
     fn evaluate(&mut self, now: Instant) {
@@ -764,16 +808,13 @@ impl<P: Ord + Clone + Debug> Election<P> {
             }
             Some(rep) if rep == self.me => self.act_as_rep(now),
             Some(rep) => {
-                let rep_alive = self.rep_alive(&rep, now);
-                if !rep_alive {
-                    let reason = match self.members.get(&rep).and_then(|m| m.lost) {
-                        Some((_, Loss::Closed)) => Reason::Crash,
-                        _ => Reason::SilentTimeout,
-                    };
-                    self.failover(reason, now);
-                    if self.am_rep() {
-                        self.act_as_rep(now);
-                    }
+                if let Some(closed_at) = self.rep_closed_at(&rep) {
+                    self.on_rep_connection_closed(&rep, closed_at, now);
+                } else if !self.rep_alive(&rep, now) {
+                    self.failover(Reason::SilentTimeout, now);
+                }
+                if self.am_rep() {
+                    self.act_as_rep(now);
                 }
             }
         }

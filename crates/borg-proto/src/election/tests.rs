@@ -433,7 +433,10 @@ fn crash_failover_every_survivor_promotes_the_successor_at_once() {
     sim.assert_agreement();
     let successor = sim.nodes[&1].election.succession()[1];
     sim.crash(0);
-    // No time passes: the connection close alone moves every survivor.
+    // No time passes: the connection close alone makes the successor rep; the others follow
+    // its announcement, one message later.
+    assert_eq!(sim.view(successor), (2, Some(successor)));
+    sim.run_for(10 * MS);
     for i in sim.up() {
         assert_eq!(sim.view(i), (2, Some(successor)), "member {i}");
         assert_eq!(sim.nodes[&i].election.reason(), Reason::Crash);
@@ -819,4 +822,28 @@ fn relay_members_heartbeats_stay_with_their_neighbours() {
         per_announcement < 6.0,
         "{per_announcement:.1} deliveries per announcement"
     );
+}
+
+/// Only one member's connection to the rep breaks (its link, not the rep): the successor still
+/// reaches the rep and does not take over, so that member keeps the rep rather than moving the
+/// whole org to a new one. It hears the rep through the others meanwhile.
+#[test]
+fn one_broken_link_to_the_rep_does_not_move_the_org() {
+    let mut sim = Sim::new(5, Sim::full_mesh(5), 17);
+    sim.run_for(Duration::from_secs(3));
+    sim.assert_agreement();
+    let (term, rep) = sim.view(1);
+    let rep = rep.expect("a rep");
+    let line = sim.nodes[&1].election.succession();
+    let loner = *line.last().expect("a line of succession");
+    assert_ne!(loner, rep);
+    sim.links.remove(&(rep.min(loner), rep.max(loner)));
+    let now = sim.now;
+    sim.node(loner).handle_disconnected(rep, Loss::Closed, now);
+    sim.node(rep).handle_disconnected(loner, Loss::Closed, now);
+    sim.drain();
+    sim.run_for(Duration::from_secs(5));
+    for i in sim.up() {
+        assert_eq!(sim.view(i), (term, Some(rep)), "member {i}");
+    }
 }
