@@ -603,7 +603,16 @@ pub async fn start(
         node.on_swarm_event(event);
     }
     node.drain_elections();
-    let task = tokio::spawn(node.run(commands_rx));
+    let run = node.run(commands_rx);
+    let task = if transport == TransportKind::Memory {
+        // Many nodes share the process (tests, borg-bench scale): each line of the log says
+        // whose it is, by the end of its peer id.
+        let id = keypair.public().to_peer_id().to_base58();
+        let span = tracing::info_span!("node", id = &id[id.len().saturating_sub(6)..]);
+        tokio::spawn(tracing::Instrument::instrument(run, span))
+    } else {
+        tokio::spawn(run)
+    };
     Ok(NodeHandle {
         peer_id: keypair.public().to_peer_id(),
         commands: commands_tx,
