@@ -1306,8 +1306,11 @@ impl Node {
         if peer == self.local_peer_id() || self.swarm.is_connected(&peer) {
             return;
         }
+        // Also the addresses the behaviours know: a member found as a DHT provider comes
+        // with none of its own, and Kademlia holds the ones its provider record carried.
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
+            .extend_addresses_through_behaviour()
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         match self.swarm.dial(opts) {
@@ -1318,6 +1321,8 @@ impl Node {
             // measured worse: 100 in-process nodes agreed in 6.1 s with 63 peers each, against
             // 1.5 s with 15, and the straggler of 500 stayed.)
             Err(DialError::NoAddresses) => {
+                // Not a dial in progress: it must not count as a neighbour on the way.
+                self.member_dials.remove(&peer);
                 if self.orgs.values().any(|o| o.election.rep() == Some(&peer)) {
                     self.look_up_addresses(peer);
                 }
