@@ -977,11 +977,9 @@ impl Node {
     /// close when the peer's process dies, and the peer counts as connected while any of its
     /// connections is open: a member with both to a crashed rep went on seeing it connected and
     /// learnt of the crash from pings 800 ms later, and when that member was the successor the
-    /// org waited for it (borg-bench failover-kill, with `link_over_tcp`'s case: 5 of 165
-    /// trials at 579–782 ms). QUIC dials
-    /// wait for TCP (`transport`), but a QUIC connection still forms when the TCP dial fails
-    /// (two nodes dialling each other at once from the same port) or when the peer dials
-    /// over QUIC.
+    /// org waited for it (borg-bench failover-kill: with the case `link_over_tcp` handles, 5
+    /// of 165 trials took 579–782 ms). QUIC dials wait for TCP (`transport`), but a QUIC
+    /// connection still forms when the TCP attempt fails or when the peer dials over QUIC.
     fn close_quic_beside_tcp(&mut self, peer: PeerId) {
         let mine: Vec<(ConnectionId, bool)> = self
             .connection_addrs
