@@ -776,6 +776,7 @@ impl Node {
             self.next_wal_sync = now + storage::WAL_SYNC_INTERVAL;
             self.sync_wal_if_dirty();
         }
+        self.retry_history_asks(now);
         if self.republish_at.is_some_and(|at| now >= at) {
             self.republish_at = None;
             self.republish_held_records();

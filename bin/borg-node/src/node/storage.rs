@@ -14,7 +14,10 @@
 //! - `get`: the owned record (verified against its owner's signature), then every chunk
 //!   (verified against its hash) and the whole (length and SHA-256).
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use bincode::{Decode, Encode};
 use borg_proto::{Envelope, OrgName};
@@ -41,6 +44,9 @@ const CHUNK_BYTES: usize = 48 * 1024;
 
 /// Buffered message-log writes are fsynced at least this often.
 pub(super) const WAL_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long after an empty history answer a node asks that peer once more.
+const HISTORY_RETRY_AFTER: Duration = Duration::from_secs(3);
 
 /// The largest value `put` accepts.
 pub const MAX_PUT_BYTES: usize = 16 * 1024 * 1024;
@@ -111,6 +117,10 @@ pub(super) struct Storage {
     /// Buffered writes wait for a WAL sync.
     wal_dirty: bool,
     history_asked: std::collections::HashSet<(PeerId, OrgName)>,
+    /// Asks answered with nothing, to be made once more at the given time (see
+    /// `on_history_page`); each (peer, org) is retried at most once per connection.
+    history_retry_at: HashMap<(PeerId, OrgName), Instant>,
+    history_retried: std::collections::HashSet<(PeerId, OrgName)>,
     history_requests: HashMap<OutboundRequestId, OrgName>,
     next_job: u64,
     put_jobs: HashMap<u64, PutJob>,
@@ -129,6 +139,8 @@ impl Storage {
 
     pub(super) fn forget_history_asks(&mut self, peer: &PeerId) {
         self.history_asked.retain(|(p, _)| p != peer);
+        self.history_retried.retain(|(p, _)| p != peer);
+        self.history_retry_at.retain(|(p, _), _| p != peer);
     }
 }
 
@@ -428,7 +440,34 @@ impl Node {
         }
     }
 
+    /// Makes the history asks that are due again (`on_history_page`).
+    pub(super) fn retry_history_asks(&mut self, now: Instant) {
+        let due: Vec<(PeerId, OrgName)> = self
+            .storage
+            .history_retry_at
+            .iter()
+            .filter(|(_, at)| now >= **at)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (peer, org) in due {
+            self.storage.history_retry_at.remove(&(peer, org.clone()));
+            self.storage.history_asked.remove(&(peer, org.clone()));
+            self.ask_history(peer, &org);
+        }
+    }
+
     fn on_history_page(&mut self, peer: PeerId, org: OrgName, page: HistoryResponse) {
+        // An empty answer may only mean that the peer does not know us as a member yet (it
+        // answers members only, and learns of us from our gossipsub subscription or our
+        // announcement, which can arrive after our request): ask once more a little later.
+        if page.messages.is_empty()
+            && page.storing
+            && self.storage.history_retried.insert((peer, org.clone()))
+        {
+            self.storage
+                .history_retry_at
+                .insert((peer, org.clone()), Instant::now() + HISTORY_RETRY_AFTER);
+        }
         let mut newest = None;
         let mut added = 0;
         for bytes in page.messages.iter().take(MAX_PAGE as usize) {
