@@ -14,7 +14,8 @@
 //! decides the transport: often QUIC, whose handshake takes fewer round trips. Holding each QUIC
 //! dial back by [`QUIC_HEAD_START`] lets TCP win wherever it works; the swarm then drops the
 //! QUIC attempt before it has sent a packet. Where TCP does not work (refused, filtered, a peer
-//! that listens on QUIC only) QUIC still connects, that much later. This is "happy eyeballs"
+//! that listens on QUIC only) QUIC still connects, that much later; the node then moves such a
+//! link to TCP once TCP works (`node::Node::link_over_tcp`). This is "happy eyeballs"
 //! (RFC 8305) between transports instead of address families.
 
 use std::{
