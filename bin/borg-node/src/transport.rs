@@ -32,6 +32,7 @@ use libp2p::{
         transport::{DialOpts, ListenerId, TransportError, TransportEvent},
     },
     identity::Keypair,
+    multiaddr::Protocol,
     quic,
 };
 
@@ -39,6 +40,17 @@ use libp2p::{
 /// yamux negotiation take about four round trips: on a LAN a few milliseconds, and within this
 /// head start up to a round trip time of about 100 ms.
 pub const QUIC_HEAD_START: Duration = Duration::from_millis(500);
+
+/// Whether `addr` is a TCP address.
+pub fn is_tcp(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+}
+
+/// Whether `addr` is a QUIC address (either version).
+pub fn is_quic(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
+}
 
 /// The QUIC transport of a node with identity `key`, its dials held back by
 /// [`QUIC_HEAD_START`]. Meant to sit beside TCP (`SwarmBuilder::with_other_transport`).
@@ -124,13 +136,12 @@ mod tests {
     use libp2p::{
         Multiaddr, PeerId, Swarm, SwarmBuilder,
         core::ConnectedPoint,
-        multiaddr::Protocol,
         noise,
         swarm::{SwarmEvent, dial_opts::DialOpts, dummy},
         tcp, yamux,
     };
 
-    use super::{HeldBack, QUIC_HEAD_START};
+    use super::{HeldBack, QUIC_HEAD_START, is_quic};
 
     /// A swarm with the node's transports (TCP, and QUIC held back by `QUIC_HEAD_START`) and
     /// no protocols.
@@ -212,10 +223,6 @@ mod tests {
             .await
             .expect("connected within 30 s");
         (used, incoming)
-    }
-
-    fn is_quic(addr: &Multiaddr) -> bool {
-        addr.iter().any(|p| matches!(p, Protocol::QuicV1))
     }
 
     /// The point of holding back: once TCP has connected, the QUIC attempt is dropped before

@@ -46,6 +46,7 @@ use crate::{
     },
     config::{Config, OrgSpec},
     messages::SeenIds,
+    transport::{is_quic, is_tcp},
 };
 
 mod orgs;
@@ -514,17 +515,11 @@ impl Pong {
 /// ping or idle timeout. Dialling one transport also avoids duplicate TCP + QUIC connections.
 /// QUIC is used for peers that listen on QUIC only.
 fn prefer_tcp(addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
-    let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
     if addrs.iter().any(is_tcp) {
         addrs.into_iter().filter(is_tcp).collect()
     } else {
         addrs
     }
-}
-
-fn is_quic(addr: &Multiaddr) -> bool {
-    addr.iter()
-        .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
 }
 
 fn is_loopback(addr: &Multiaddr) -> bool {
@@ -974,6 +969,15 @@ impl Node {
         }
     }
 
+    /// `peer`'s connections, each with whether it is QUIC.
+    fn connections_by_transport(&self, peer: PeerId) -> Vec<(ConnectionId, bool)> {
+        self.connection_addrs
+            .iter()
+            .filter(|(_, (p, _))| *p == peer)
+            .map(|(c, (_, addr))| (*c, is_quic(addr)))
+            .collect()
+    }
+
     /// Closes `peer`'s QUIC connections when it also has a TCP one. A QUIC connection does not
     /// close when the peer's process dies, and the peer counts as connected while any of its
     /// connections is open: a member with both to a crashed rep went on seeing it connected and
@@ -982,12 +986,7 @@ impl Node {
     /// of 165 trials took 579–782 ms). QUIC dials wait for TCP (`transport`), but a QUIC
     /// connection still forms when the TCP attempt fails or when the peer dials over QUIC.
     fn close_quic_beside_tcp(&mut self, peer: PeerId) {
-        let mine: Vec<(ConnectionId, bool)> = self
-            .connection_addrs
-            .iter()
-            .filter(|(_, (p, _))| *p == peer)
-            .map(|(c, (_, addr))| (*c, is_quic(addr)))
-            .collect();
+        let mine = self.connections_by_transport(peer);
         if mine.iter().all(|(_, quic)| *quic) {
             return;
         }
@@ -1011,16 +1010,8 @@ impl Node {
         if peer < self.local_peer_id() || self.tcp_upgrades.contains_key(&peer) {
             return;
         }
-        let mut any = false;
-        for (p, addr) in self.connection_addrs.values() {
-            if *p == peer {
-                if !is_quic(addr) {
-                    return;
-                }
-                any = true;
-            }
-        }
-        if !any {
+        let mine = self.connections_by_transport(peer);
+        if mine.is_empty() || !mine.iter().all(|(_, quic)| *quic) {
             return;
         }
         let tcp: Vec<Multiaddr> = self
@@ -1028,7 +1019,7 @@ impl Node {
             .get(&peer)
             .into_iter()
             .flatten()
-            .filter(|a| a.iter().any(|p| matches!(p, Protocol::Tcp(_))))
+            .filter(|a| is_tcp(a))
             .cloned()
             .collect();
         if tcp.is_empty() {
