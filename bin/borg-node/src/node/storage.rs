@@ -43,7 +43,7 @@ pub(super) const INLINE_MAX: usize = 32 * 1024;
 const CHUNK_BYTES: usize = 48 * 1024;
 
 /// Buffered message-log writes are fsynced at least this often.
-pub(super) const WAL_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const WAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long after an empty history answer a node asks that peer once more.
 const HISTORY_RETRY_AFTER: Duration = Duration::from_secs(3);
@@ -117,10 +117,9 @@ pub(super) struct Storage {
     /// Buffered writes wait for a WAL sync.
     wal_dirty: bool,
     history_asked: std::collections::HashSet<(PeerId, OrgName)>,
-    /// Asks answered with nothing, to be made once more at the given time (see
-    /// `on_history_page`); each (peer, org) is retried at most once per connection.
-    history_retry_at: HashMap<(PeerId, OrgName), Instant>,
-    history_retried: std::collections::HashSet<(PeerId, OrgName)>,
+    /// Asks answered with nothing (see `on_history_page`): made once more at the given time
+    /// (`Some`), or already made once more on this connection (`None`).
+    history_retries: HashMap<(PeerId, OrgName), Option<Instant>>,
     history_requests: HashMap<OutboundRequestId, OrgName>,
     next_job: u64,
     put_jobs: HashMap<u64, PutJob>,
@@ -139,8 +138,7 @@ impl Storage {
 
     pub(super) fn forget_history_asks(&mut self, peer: &PeerId) {
         self.history_asked.retain(|(p, _)| p != peer);
-        self.history_retried.retain(|(p, _)| p != peer);
-        self.history_retry_at.retain(|(p, _), _| p != peer);
+        self.history_retries.retain(|(p, _), _| p != peer);
     }
 }
 
@@ -442,15 +440,14 @@ impl Node {
 
     /// Makes the history asks that are due again (`on_history_page`).
     pub(super) fn retry_history_asks(&mut self, now: Instant) {
-        let due: Vec<(PeerId, OrgName)> = self
-            .storage
-            .history_retry_at
-            .iter()
-            .filter(|(_, at)| now >= **at)
-            .map(|(key, _)| key.clone())
-            .collect();
+        let mut due = Vec::new();
+        for (key, at) in &mut self.storage.history_retries {
+            if at.is_some_and(|at| now >= at) {
+                *at = None;
+                due.push(key.clone());
+            }
+        }
         for (peer, org) in due {
-            self.storage.history_retry_at.remove(&(peer, org.clone()));
             self.storage.history_asked.remove(&(peer, org.clone()));
             self.ask_history(peer, &org);
         }
@@ -460,13 +457,11 @@ impl Node {
         // An empty answer may only mean that the peer does not know us as a member yet (it
         // answers members only, and learns of us from our gossipsub subscription or our
         // announcement, which can arrive after our request): ask once more a little later.
-        if page.messages.is_empty()
-            && page.storing
-            && self.storage.history_retried.insert((peer, org.clone()))
-        {
+        if page.messages.is_empty() && page.storing {
             self.storage
-                .history_retry_at
-                .insert((peer, org.clone()), Instant::now() + HISTORY_RETRY_AFTER);
+                .history_retries
+                .entry((peer, org.clone()))
+                .or_insert(Some(Instant::now() + HISTORY_RETRY_AFTER));
         }
         let mut newest = None;
         let mut added = 0;
