@@ -632,12 +632,18 @@ impl<P: Ord + Clone + Debug> Election<P> {
             return Some(true);
         }
         let m = self.members.get(peer)?;
-        if let Some((lost_at, _)) = m.lost
-            && m.last_heard <= lost_at
-        {
+        if self.lost_unheard(peer).is_some() {
             return Some(false);
         }
         Some(now.saturating_duration_since(m.last_heard) < self.silence_of(m))
+    }
+
+    /// How `peer` was lost, if its connection was lost, it has not been heard since, and it is
+    /// not connected again.
+    fn lost_unheard(&self, peer: &P) -> Option<(Instant, Loss)> {
+        let m = self.members.get(peer)?;
+        let (at, loss) = m.lost?;
+        (m.last_heard <= at && !self.connected.contains(peer)).then_some((at, loss))
     }
 
     /// Whether this member reaches the rep itself (for `rep_reachable`).
@@ -654,11 +660,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
     /// - otherwise, yes while some member heard recently says it reaches this rep in this term,
     ///   or (a rep never heard of) for a silence timeout after adopting it.
     fn rep_alive(&self, rep: &P, now: Instant) -> bool {
-        if let Some(m) = self.members.get(rep)
-            && let Some((lost_at, _)) = m.lost
-            && m.last_heard <= lost_at
-            && !self.connected.contains(rep)
-        {
+        if self.lost_unheard(rep).is_some() {
             return false;
         }
         match self.member_alive(rep, now) {
@@ -756,11 +758,8 @@ impl<P: Ord + Clone + Debug> Election<P> {
 
     /// When our connection to the rep closed (and it was not heard since), if it did.
     fn rep_closed_at(&self, rep: &P) -> Option<Instant> {
-        let m = self.members.get(rep)?;
-        match m.lost {
-            Some((at, Loss::Closed)) if m.last_heard <= at && !self.connected.contains(rep) => {
-                Some(at)
-            }
+        match self.lost_unheard(rep)? {
+            (at, Loss::Closed) => Some(at),
             _ => None,
         }
     }
