@@ -168,7 +168,7 @@ pub fn run_all(plan: &Plan, rt: &Runtime) -> Vec<Row> {
             if plan.scale_here {
                 push(guarded("scale", n, || crate::scenarios::scale(plan, rt, n)));
             } else {
-                push(guarded("scale", n, || scale_in_child(plan, n)));
+                push(guarded("scale", n, || scale_trials(plan, n)));
             }
         }
     }
@@ -639,41 +639,47 @@ fn idle(plan: &Plan) -> Vec<Row> {
     // Idle is the steady state, after the members have settled.
     let idle_after = idle_after();
     std::thread::sleep(idle_after);
-    // CPU time is counted in 10 ms ticks: a 30 s window resolves 0.03 % of a core per node.
-    let window = Duration::from_secs(if plan.quick { 10 } else { 30 });
+    // Each trial is one window of the same idle org; every node gives one sample per window.
+    // CPU time is counted in 10 ms ticks: a 12 s window resolves 0.08 % of a core per node.
+    let window = Duration::from_secs(if plan.quick { 5 } else { 12 });
+    let trials = plan.trials;
     let pids: Vec<u32> = nodes.iter().filter_map(|&i| lab.pid(i)).collect();
-    let before: Vec<f64> = pids.iter().filter_map(|&p| proc_cpu_ticks(p)).collect();
-    std::thread::sleep(window);
-    let after: Vec<f64> = pids.iter().filter_map(|&p| proc_cpu_ticks(p)).collect();
-    // Clock ticks are 1/100 s on Linux.
-    let cpu: Vec<f64> = before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| (a - b) / 100.0 / window.as_secs_f64() * 100.0)
-        .collect();
-    let rss: Vec<f64> = pids
-        .iter()
-        .filter_map(|&p| proc_rss_kib(p))
-        .map(|k| k / 1024.0)
-        .collect();
-    let private: Vec<f64> = pids
-        .iter()
-        .filter_map(|&p| proc_anonymous_kib(p))
-        .map(|k| k / 1024.0)
-        .collect();
+    let (mut cpu, mut rss, mut private) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..trials {
+        let before: Vec<f64> = pids.iter().filter_map(|&p| proc_cpu_ticks(p)).collect();
+        std::thread::sleep(window);
+        let after: Vec<f64> = pids.iter().filter_map(|&p| proc_cpu_ticks(p)).collect();
+        // Clock ticks are 1/100 s on Linux.
+        cpu.extend(
+            before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| (a - b) / 100.0 / window.as_secs_f64() * 100.0),
+        );
+        rss.extend(
+            pids.iter()
+                .filter_map(|&p| proc_rss_kib(p))
+                .map(|k| k / 1024.0),
+        );
+        private.extend(
+            pids.iter()
+                .filter_map(|&p| proc_anonymous_kib(p))
+                .map(|k| k / 1024.0),
+        );
+    }
     let (private_median, ..) = crate::summary(&private);
     vec![
-        Row::from_samples("idle-rss", 5, 1, "MiB", &rss, "<= 20 MiB", |_, _, _, x| {
+        Row::from_samples("idle-rss", 5, trials, "MiB", &rss, "<= 20 MiB", |_, _, _, x| {
             x <= 20.0
         })
         .note(format!(
-            "RSS of each node of an idle 5-node org; private (anonymous) memory median {private_median:.1} MiB, the rest is the executable's pages, shared between nodes"
+            "RSS of each node of an idle 5-node org at the end of each of {trials} windows of {window:?}; private (anonymous) memory median {private_median:.1} MiB, the rest is the executable's pages, shared between nodes"
         )),
-        Row::from_samples("idle-cpu", 5, 1, "% core", &cpu, "<= 1 %", |_, _, _, x| {
+        Row::from_samples("idle-cpu", 5, trials, "% core", &cpu, "<= 1 %", |_, _, _, x| {
             x <= 1.0
         })
         .note(format!(
-            "CPU of each node over {window:?}, from {idle_after:?} after the org formed"
+            "CPU of each node in each of {trials} windows of {window:?}, from {idle_after:?} after the org formed"
         )),
     ]
 }
@@ -750,10 +756,80 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
 /// DHT lookups have been trimmed (after the nodes' 30 s `idle_timeout`).
 const SCALE_SETTLE: Duration = Duration::from_secs(45);
 
-/// Runs the scale scenario for `n` nodes in a fresh `borg-bench` process and returns its
+/// Runs the scale scenario for `n` nodes, each trial in a fresh child `borg-bench` (see
+/// `scale_in_child`), and merges the trials into one row per measurement.
+fn scale_trials(plan: &Plan, n: usize) -> Vec<Row> {
+    // A trial takes a minute or more, most of it `SCALE_SETTLE`: --quick keeps to one.
+    let trials = if plan.quick { 1 } else { plan.trials };
+    let runs: Vec<Result<Vec<Row>, String>> = (1..=trials)
+        .map(|t| {
+            eprintln!("scale {n}: trial {t} of {trials}");
+            scale_in_child(plan, n)
+        })
+        .collect();
+    merge_trials(n, &runs)
+}
+
+/// One row per scenario name found in `runs` (one entry per trial, each that trial's rows):
+/// each trial that measured something gives one sample (its row's median), and the row
+/// passes only if every trial's row passed. The note lists every trial.
+fn merge_trials(n: usize, runs: &[Result<Vec<Row>, String>]) -> Vec<Row> {
+    let mut names: Vec<&str> = Vec::new();
+    for row in runs.iter().flatten().flatten() {
+        if !names.contains(&row.scenario.as_str()) {
+            names.push(&row.scenario);
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let of_trial: Vec<Result<&Row, &str>> = runs
+                .iter()
+                .map(|run| match run {
+                    Ok(rows) => rows.iter().find(|r| r.scenario == name).ok_or("no result"),
+                    Err(e) => Err(e.as_str()),
+                })
+                .collect();
+            let template = of_trial.iter().find_map(|r| r.ok())?;
+            let samples: Vec<f64> = of_trial
+                .iter()
+                .filter_map(|r| r.ok())
+                .map(|r| r.median)
+                .filter(|m| !m.is_nan())
+                .collect();
+            let each: Vec<String> = of_trial
+                .iter()
+                .map(|r| match r {
+                    Ok(r) if !r.median.is_nan() => {
+                        format!("{:.1}{}", r.median, if r.pass { "" } else { " (missed)" })
+                    }
+                    Ok(r) => format!("none ({})", r.note.as_deref().unwrap_or("no result")),
+                    Err(e) => format!("none ({e})"),
+                })
+                .collect();
+            let every_trial_passed = of_trial.iter().all(|r| r.is_ok_and(|r| r.pass));
+            let row = Row::from_samples(
+                name,
+                n,
+                runs.len(),
+                &template.unit,
+                &samples,
+                &template.target,
+                |_, _, _, _| every_trial_passed,
+            );
+            Some(row.note(format!(
+                "trials: {}; met only if every trial met it; first trial: {}",
+                each.join(", "),
+                template.note.as_deref().unwrap_or("-")
+            )))
+        })
+        .collect()
+}
+
+/// Runs the scale scenario for `n` nodes once in a fresh `borg-bench` process and returns its
 /// rows. Its memory is measured as RSS growth, which in this process would start from the
 /// high-water mark the earlier scenarios left (a full run once measured 0.2 MiB per node).
-fn scale_in_child(plan: &Plan, n: usize) -> Vec<Row> {
+fn scale_in_child(plan: &Plan, n: usize) -> Result<Vec<Row>, String> {
     let exe = std::env::current_exe().expect("borg-bench's own path");
     let json =
         std::env::temp_dir().join(format!("borg-bench-scale-{}-{n}.json", std::process::id()));
@@ -770,12 +846,14 @@ fn scale_in_child(plan: &Plan, n: usize) -> Vec<Row> {
     if plan.quick {
         cmd.arg("--quick");
     }
-    let mut child = cmd.spawn().expect("cannot start a child borg-bench");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start a child borg-bench: {e}"))?;
     borg_lab::track_process(child.id());
     // The child's data directory, should it be killed before it removes it.
     let data = scale_data_dir(child.id(), n);
     borg_lab::track_temp_dir(data.clone());
-    let status = child.wait().expect("child borg-bench");
+    let status = child.wait();
     borg_lab::forget_process(child.id());
     let _ = std::fs::remove_dir_all(&data);
     borg_lab::forget_temp_dir(&data);
@@ -786,11 +864,13 @@ fn scale_in_child(plan: &Plan, n: usize) -> Vec<Row> {
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect();
-    assert!(
-        !rows.is_empty(),
-        "the child borg-bench ended ({status}) without a result"
-    );
-    rows
+    if rows.is_empty() {
+        return Err(match status {
+            Ok(status) => format!("the child borg-bench ended ({status}) without a result"),
+            Err(e) => format!("waiting for the child borg-bench failed: {e}"),
+        });
+    }
+    Ok(rows)
 }
 
 /// The data directory of process `pid`'s in-process scale run of `n` nodes (a parent
@@ -938,5 +1018,79 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
             )
             .note(e),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_trials;
+    use crate::Row;
+
+    fn agree(took: f64, pass: bool) -> Row {
+        Row::from_samples(
+            "scale-agree",
+            1000,
+            1,
+            "s",
+            &[took],
+            "<= 20 s",
+            |_, _, _, _| pass,
+        )
+    }
+
+    fn memory(mib: f64) -> Row {
+        Row::from_samples(
+            "scale-memory",
+            1000,
+            1,
+            "MiB/node",
+            &[mib],
+            "<= 4",
+            |m, _, _, _| m <= 4.0,
+        )
+    }
+
+    #[test]
+    fn every_trial_is_one_sample() {
+        let runs = vec![
+            Ok(vec![agree(12.0, true), memory(3.0)]),
+            Ok(vec![agree(18.0, true), memory(3.5)]),
+            Ok(vec![agree(15.0, true), memory(3.2)]),
+        ];
+        let rows = merge_trials(1000, &runs);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].scenario, "scale-agree");
+        assert_eq!(
+            (rows[0].trials, rows[0].median, rows[0].max),
+            (3, 15.0, 18.0)
+        );
+        assert!(rows[0].pass);
+        assert_eq!((rows[1].median, rows[1].max), (3.2, 3.5));
+        assert!(rows[1].pass);
+    }
+
+    #[test]
+    fn one_missed_or_failed_trial_misses_the_target() {
+        let failed =
+            Row::from_samples("scale-agree", 1000, 1, "s", &[], "<= 20 s", |_, _, _, _| {
+                false
+            })
+            .note("no agreement within 300s");
+        let runs = vec![
+            Ok(vec![agree(12.0, true), memory(3.0)]),
+            Ok(vec![failed]),
+            Err("the child borg-bench ended without a result".to_string()),
+            Ok(vec![agree(30.0, false), memory(4.5)]),
+        ];
+        let rows = merge_trials(1000, &runs);
+        let agreed = &rows[0];
+        assert_eq!((agreed.trials, agreed.max), (4, 30.0));
+        assert!(!agreed.pass);
+        let note = agreed.note.as_deref().unwrap_or_default();
+        assert!(note.contains("none (no agreement within 300s)"), "{note}");
+        assert!(note.contains("30.0 (missed)"), "{note}");
+        // Memory was measured in two trials; one of them missed.
+        assert_eq!((rows[1].median, rows[1].max), (3.0, 4.5));
+        assert!(!rows[1].pass);
     }
 }
