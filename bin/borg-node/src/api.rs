@@ -177,6 +177,10 @@ pub struct MemberInfo {
     pub score: u32,
     /// Unix ms of its last announcement heard here.
     pub last_seen_ms: u64,
+    /// Unix ms since which this node has known it as a member (for this node itself: when it
+    /// joined the org). 0 when the node does not say (read from an older node).
+    #[serde(default)]
+    pub known_since_ms: u64,
 }
 
 /// One line of `borg-node events --json`.

@@ -43,6 +43,8 @@ pub(super) struct Org {
     subscribers: BTreeSet<PeerId>,
     pub(super) election: Election<PeerId>,
     rep_since_ms: u64,
+    /// Unix ms at which this node joined the org.
+    joined_ms: u64,
 }
 
 impl Org {
@@ -127,6 +129,7 @@ impl Node {
                 subscribers: BTreeSet::new(),
                 election,
                 rep_since_ms: 0,
+                joined_ms: unix_ms(),
             },
         );
         self.provide_soon();
@@ -156,7 +159,7 @@ impl Node {
             .subscribers
             .iter()
             .copied()
-            .chain(state.election.members().map(|(p, _, _)| *p))
+            .chain(state.election.members().map(|m| *m.peer))
             .collect();
         for peer in peers {
             self.refresh_keep_alive(peer);
@@ -589,16 +592,18 @@ impl Node {
                 let e = &o.election;
                 let mut members: Vec<MemberInfo> = e
                     .members()
-                    .map(|(peer, score, heard)| MemberInfo {
-                        peer_id: peer.to_string(),
-                        score,
-                        last_seen_ms: instant_to_unix_ms(heard, now, now_ms),
+                    .map(|m| MemberInfo {
+                        peer_id: m.peer.to_string(),
+                        score: m.score,
+                        last_seen_ms: instant_to_unix_ms(m.last_heard, now, now_ms),
+                        known_since_ms: instant_to_unix_ms(m.known_since, now, now_ms),
                     })
                     .collect();
                 members.push(MemberInfo {
                     peer_id: me.to_string(),
                     score: e.score(),
                     last_seen_ms: now_ms,
+                    known_since_ms: o.joined_ms,
                 });
                 OrgInfo {
                     org: o.name().to_string(),

@@ -228,10 +228,26 @@ pub enum Output<P> {
     MemberLeft(P),
 }
 
+/// What an election knows of one member (see [`Election::members`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberView<'a, P> {
+    /// The member.
+    pub peer: &'a P,
+    /// The score it last announced.
+    pub score: u32,
+    /// When its last announcement was heard.
+    pub last_heard: Instant,
+    /// When it was first heard: it has been a known member since (it is forgotten when it
+    /// leaves or is lost, and starts over if heard again).
+    pub known_since: Instant,
+}
+
 #[derive(Debug, Clone)]
 struct Member<P> {
     score: u32,
     last_heard: Instant,
+    /// When it was first heard (since it was last forgotten).
+    known_since: Instant,
     /// The heartbeat interval it announced.
     heartbeat: Duration,
     /// The ballot this member last said it reaches the rep of.
@@ -397,9 +413,14 @@ impl<P: Ord + Clone + Debug> Election<P> {
             .count() as u32
     }
 
-    /// The known members other than this one: `(peer, score, last heard)`.
-    pub fn members(&self) -> impl Iterator<Item = (&P, u32, Instant)> {
-        self.members.iter().map(|(p, m)| (p, m.score, m.last_heard))
+    /// The known members other than this one.
+    pub fn members(&self) -> impl Iterator<Item = MemberView<'_, P>> {
+        self.members.iter().map(|(peer, m)| MemberView {
+            peer,
+            score: m.score,
+            last_heard: m.last_heard,
+            known_since: m.known_since,
+        })
     }
 
     /// Whether `peer` is a known member.
@@ -526,6 +547,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     Member {
                         score: ann.score,
                         last_heard: now,
+                        known_since: now,
                         heartbeat: ann.heartbeat,
                         vouches_for: ann
                             .rep

@@ -847,3 +847,29 @@ fn one_broken_link_to_the_rep_does_not_move_the_org() {
         assert_eq!(sim.view(i), (term, Some(rep)), "member {i}");
     }
 }
+
+#[test]
+fn liveness_known_since_is_the_first_hearing_until_the_member_is_forgotten() {
+    let mut sim = Sim::new(3, Sim::full_mesh(3), 11);
+    sim.run_for(Duration::from_secs(3));
+    let seen_by_0 = |sim: &mut Sim| {
+        sim.node(0)
+            .members()
+            .find(|m| *m.peer == 1)
+            .map(|m| (m.known_since, m.last_heard))
+    };
+    let (first, heard) = seen_by_0(&mut sim).expect("member 1 known to 0");
+    assert!(heard >= first);
+    sim.run_for(Duration::from_secs(10));
+    let (still, heard_later) = seen_by_0(&mut sim).expect("member 1 still known");
+    assert_eq!(still, first, "later heartbeats do not move known_since");
+    assert!(heard_later > heard);
+    // Forgotten once gone for good, and known anew from its return.
+    sim.crash(1);
+    sim.run_for(Duration::from_secs(30));
+    assert!(seen_by_0(&mut sim).is_none(), "member 1 forgotten");
+    sim.start(1);
+    sim.run_for(Duration::from_secs(3));
+    let (again, _) = seen_by_0(&mut sim).expect("member 1 known again");
+    assert!(again > first + Duration::from_secs(30));
+}
