@@ -530,6 +530,16 @@ where
         res.into_iter()
     }
 
+    /// borg-net patch: since when nothing has been taken from the send queue of `peer` while
+    /// messages wait in it (`None`: empty, or not a connected gossipsub peer). The queue is
+    /// shared by the peer's connections; a queue that stays stalled means no connection to
+    /// the peer sends anything any more, however many messages are offered to it.
+    pub fn send_queue_stalled_since(&self, peer_id: &PeerId) -> Option<Instant> {
+        self.connected_peers
+            .get(peer_id)
+            .and_then(|peer| peer.messages.stalled_since())
+    }
+
     /// Lists all known peers and their associated subscribed topics.
     pub fn all_peers(&self) -> impl Iterator<Item = (&PeerId, Vec<&TopicHash>)> {
         self.connected_peers

@@ -25,6 +25,8 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
+use web_time::Instant;
+
 use crate::{MessageId, types::RpcOut};
 
 const CONTROL_MSGS_LIMIT: usize = 20_000;
@@ -138,6 +140,16 @@ impl Queue {
         true
     }
 
+    /// borg-net patch: since when nothing has left this queue while messages wait in it: the
+    /// latest instant at which one of its non-empty parts got its current head (pushed into
+    /// it empty, or left at its front by a pop). `None` when the queue is empty.
+    pub(crate) fn stalled_since(&self) -> Option<Instant> {
+        [&self.priority, &self.control, &self.non_priority]
+            .into_iter()
+            .filter_map(|shared| shared.head_since())
+            .max()
+    }
+
     /// Returns the length of the priority queue.
     #[cfg(feature = "metrics")]
     pub(crate) fn priority_len(&self) -> usize {
@@ -204,6 +216,7 @@ impl Shared {
             inner: Arc::new(Mutex::new(SharedInner {
                 queue: VecDeque::new(),
                 pending_pops: Default::default(),
+                head_since: None,
             })),
             capacity: Some(capacity),
             id: 1,
@@ -215,6 +228,7 @@ impl Shared {
             inner: Arc::new(Mutex::new(SharedInner {
                 queue: VecDeque::new(),
                 pending_pops: Default::default(),
+                head_since: None,
             })),
             capacity: None,
             id: 1,
@@ -225,7 +239,11 @@ impl Shared {
     pub(crate) fn poll_pop(self: std::pin::Pin<&mut Self>, cx: &mut Context) -> Poll<RpcOut> {
         let mut guard = self.inner.lock().expect("lock to not be poisoned");
         match guard.queue.pop_front() {
-            Some(t) => Poll::Ready(t),
+            Some(t) => {
+                // borg-net patch: the next message (if any) waits from now.
+                guard.head_since = (!guard.queue.is_empty()).then(Instant::now);
+                Poll::Ready(t)
+            }
             None => {
                 guard
                     .pending_pops
@@ -245,6 +263,9 @@ impl Shared {
             return Err(Box::new(message));
         }
 
+        if guard.queue.is_empty() {
+            guard.head_since = Some(Instant::now()); // borg-net patch
+        }
         guard.queue.push_back(message);
         // Wake pending registered pops.
         for (_, s) in guard.pending_pops.drain() {
@@ -260,6 +281,16 @@ impl Shared {
     pub(crate) fn retain<F: FnMut(&RpcOut) -> bool>(&mut self, f: F) {
         let mut shared = self.inner.lock().expect("lock to not be poisoned");
         shared.queue.retain(f);
+        if shared.queue.is_empty() {
+            shared.head_since = None; // borg-net patch
+        }
+    }
+
+    /// borg-net patch: since when the message at the front has waited (see
+    /// `Queue::stalled_since`); `None` when empty.
+    fn head_since(&self) -> Option<Instant> {
+        let guard = self.inner.lock().expect("lock to not be poisoned");
+        guard.head_since
     }
 
     /// Check if the queue is empty.
@@ -280,7 +311,9 @@ impl Shared {
     #[cfg(test)]
     pub(crate) fn try_pop(&mut self) -> Option<RpcOut> {
         let mut guard = self.inner.lock().expect("lock to not be poisoned");
-        guard.queue.pop_front()
+        let popped = guard.queue.pop_front();
+        guard.head_since = (!guard.queue.is_empty()).then(Instant::now);
+        popped
     }
 }
 
@@ -296,4 +329,6 @@ impl Drop for Shared {
 struct SharedInner {
     queue: VecDeque<RpcOut>,
     pending_pops: HashMap<usize, Waker>,
+    /// borg-net patch: when the message at the front became the front.
+    head_since: Option<Instant>,
 }

@@ -60,6 +60,9 @@ pub use storage::MAX_PUT_BYTES;
 /// (see `check_liveness`), so it is short; each tick only scans small maps.
 const TICK: Duration = Duration::from_millis(100);
 
+/// How often the gossipsub send queues are checked for a wedge (`wedge`).
+const WEDGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Local requests served after each network event, at most (see `Node::run`).
 const COMMANDS_PER_EVENT: usize = 4;
 
@@ -394,8 +397,10 @@ struct Node {
     /// is kept until `SILENT_CLOSE_AFTER`, in case they were only busy. A peer whose last
     /// connection closes while it is here was lost for silence (`Loss::Unresponsive`).
     suspects: BTreeSet<PeerId>,
-    /// Peers gossipsub keeps reporting slow: a streak long enough means a wedged send path.
-    slow_links: wedge::SlowLinks<PeerId>,
+    /// Peers whose gossipsub send queue has stopped draining (see `wedge`).
+    wedges: wedge::Wedges<PeerId>,
+    /// When `check_wedges` runs next.
+    next_wedge_check: Instant,
     /// Connections being replaced because their gossipsub send path is wedged: the dial of
     /// the new connection, and the old ones, closed once a new connection to the peer is up.
     replacing: HashMap<PeerId, (ConnectionId, Vec<ConnectionId>)>,
@@ -619,7 +624,8 @@ pub async fn start(
         delivered: delivered.clone(),
         events: events.clone(),
         suspects: BTreeSet::new(),
-        slow_links: wedge::SlowLinks::default(),
+        wedges: wedge::Wedges::default(),
+        next_wedge_check: Instant::now(),
         replacing: HashMap::new(),
         last_pong: HashMap::new(),
         known_addrs: HashMap::new(),
@@ -762,7 +768,10 @@ impl Node {
         }
         self.check_liveness(now);
         self.trim_connections(now);
-        self.slow_links.expire(now);
+        if now >= self.next_wedge_check {
+            self.next_wedge_check = now + WEDGE_CHECK_INTERVAL;
+            self.check_wedges(now);
+        }
         self.drive_bootstraps(now);
         self.ensure_rep_connections();
         self.redial_lost_members(now);
@@ -925,6 +934,23 @@ impl Node {
     fn tell_elections_lost(&mut self, peer: PeerId, loss: Loss, now: Instant) {
         for org in self.orgs.values_mut() {
             org.election.handle_disconnected(peer, loss, now);
+        }
+    }
+
+    /// Replaces the connections of the peers whose gossipsub send queue has stopped draining
+    /// (see `wedge`).
+    fn check_wedges(&mut self, now: Instant) {
+        self.wedges.expire(now);
+        let peers: Vec<PeerId> = self.connected_since.keys().copied().collect();
+        for peer in peers {
+            let stalled_since = self
+                .swarm
+                .behaviour()
+                .gossipsub
+                .send_queue_stalled_since(&peer);
+            if self.wedges.check(&peer, stalled_since, now) {
+                self.replace_wedged_connection(peer);
+            }
         }
     }
 
@@ -1589,7 +1615,7 @@ impl Node {
                 tracing::debug!(%peer, presumed_lost, "peer disconnected");
                 // A later reconnection asks again for what was missed meanwhile.
                 self.storage.forget_history_asks(&peer);
-                self.slow_links.forget(&peer);
+                self.wedges.forget(&peer);
                 self.replacing.remove(&peer);
                 let now = Instant::now();
                 let chosen = self.links.remove(&peer) == Some(Link::Chosen);

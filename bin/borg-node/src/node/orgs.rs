@@ -534,9 +534,6 @@ impl Node {
                     dropped = failed_messages.priority + failed_messages.non_priority,
                     "gossipsub dropped messages to a slow peer"
                 );
-                if self.slow_links.report(&peer_id, Instant::now()) {
-                    self.replace_wedged_connection(peer_id);
-                }
             }
             _ => {}
         }
