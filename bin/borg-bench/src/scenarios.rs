@@ -267,8 +267,30 @@ fn failover(plan: &Plan, n: usize, kind: Loss, name: &str) -> Row {
 /// Decides `pass` from (median, p95, p99, max).
 type PassRule = dyn Fn(f64, f64, f64, f64) -> bool;
 
-/// (text, latency ms) of every message one subscriber received.
-type Deliveries = Arc<Mutex<Vec<(String, f64)>>>;
+/// What one subscriber received.
+#[derive(Default)]
+struct Sink {
+    /// (text, latency ms) of every message.
+    delivered: Mutex<Vec<(String, f64)>>,
+    /// Messages the subscription itself missed (`{"lagged": n}`: the bench read too slowly and
+    /// the node's subscriber buffer overflowed); not losses of the network.
+    lagged: std::sync::atomic::AtomicU64,
+}
+
+impl Sink {
+    fn count(&self, tag: &str) -> usize {
+        self.delivered
+            .lock()
+            .map(|v| v.iter().filter(|(t, _)| t.starts_with(tag)).count())
+            .unwrap_or(0)
+    }
+
+    fn lagged(&self) -> u64 {
+        self.lagged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+type Deliveries = Arc<Sink>;
 
 /// Subscribes to `ORG` on each data dir and collects what each receives.
 fn collectors(rt: &Runtime, dirs: &[PathBuf]) -> Vec<Deliveries> {
@@ -288,9 +310,12 @@ fn collectors(rt: &Runtime, dirs: &[PathBuf]) -> Vec<Deliveries> {
                             let _ = ready_tx.send(());
                         },
                         |item| {
-                            if let Ok(msg) = serde_json::from_value::<Delivered>(item) {
+                            if let Some(n) = item.get("lagged").and_then(|n| n.as_u64()) {
+                                out.lagged
+                                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            } else if let Ok(msg) = serde_json::from_value::<Delivered>(item) {
                                 let latency = msg.received_at_ms as f64 - msg.sent_at_ms as f64;
-                                if let Ok(mut v) = out.lock() {
+                                if let Ok(mut v) = out.delivered.lock() {
                                     v.push((msg.text, latency));
                                 }
                             }
@@ -341,11 +366,13 @@ fn org_latency(plan: &Plan, rt: &Runtime, receivers: usize) -> Row {
     let samples: Vec<f64> = sinks
         .iter()
         .flat_map(|s| {
-            s.lock()
+            s.delivered
+                .lock()
                 .map(|v| v.iter().map(|(_, l)| *l).collect::<Vec<_>>())
                 .unwrap_or_default()
         })
         .collect();
+    let lagged: u64 = sinks.iter().map(|s| s.lagged()).sum();
     let expected = per_trial * plan.trials * receivers;
     let row = Row::from_samples(
         "org-latency",
@@ -357,7 +384,7 @@ fn org_latency(plan: &Plan, rt: &Runtime, receivers: usize) -> Row {
         |_, _, p99, _| p99 <= 20.0,
     );
     row.note(format!(
-        "1 KiB at {rate} msg/s, 1 publisher, {receivers} receivers; {} of {expected} deliveries; ms clock resolution",
+        "1 KiB at {rate} msg/s, 1 publisher, {receivers} receivers; {} of {expected} deliveries ({lagged} missed by the bench's own subscriptions); ms clock resolution",
         samples.len()
     ))
 }
@@ -438,26 +465,15 @@ fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
             let achieved = sent as f64 / window.as_secs_f64().max(1e-3);
             let deadline = Instant::now() + Duration::from_secs(5);
             let delivered_all = loop {
-                let all = sinks.iter().all(|s| {
-                    s.lock()
-                        .map(|v| v.iter().filter(|(t, _)| t.starts_with(&tag)).count() >= sent)
-                        .unwrap_or(false)
-                });
+                let all = sinks.iter().all(|s| s.count(&tag) >= sent);
                 if all || Instant::now() > deadline {
                     break all;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             };
             if !delivered_all || sent < count {
-                let fewest = sinks
-                    .iter()
-                    .map(|s| {
-                        s.lock()
-                            .map(|v| v.iter().filter(|(t, _)| t.starts_with(&tag)).count())
-                            .unwrap_or(0)
-                    })
-                    .min()
-                    .unwrap_or(0);
+                let fewest = sinks.iter().map(|s| s.count(&tag)).min().unwrap_or(0);
+                let lagged: u64 = sinks.iter().map(|s| s.lagged()).sum();
                 // Gossipsub's own drops (a peer too slow to take its queue) are in the logs.
                 let slow_peer_warnings: usize = nodes
                     .iter()
@@ -468,7 +484,7 @@ fn org_throughput(plan: &Plan, rt: &Runtime) -> Row {
                     })
                     .sum();
                 limits.push(format!(
-                    "at {rate}/s: {sent} of {count} sent ({achieved:.0}/s achieved), fewest delivered {fewest}, slow-peer drops logged {slow_peer_warnings}"
+                    "at {rate}/s: {sent} of {count} sent ({achieved:.0}/s achieved), fewest delivered {fewest}, slow-peer drops logged {slow_peer_warnings}, missed by the bench's subscriptions so far {lagged}"
                 ));
                 break;
             }
