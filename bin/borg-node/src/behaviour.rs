@@ -58,9 +58,9 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/borg/2.0.0";
 /// Largest gossipsub frame accepted; the envelope limit is well below it.
 const MAX_GOSSIP_TRANSMIT_BYTES: usize = 64 * 1024;
 
-/// Messages at least this large are announced with IDONTWANT to mesh peers (see
+/// Messages larger than this (protobuf-encoded) are announced with IDONTWANT to mesh peers (see
 /// `gossipsub_config`).
-const IDONTWANT_MIN_BYTES: usize = 8 * 1024;
+const IDONTWANT_THRESHOLD_BYTES: usize = 8 * 1024;
 
 /// Message ids a node gossips to (IHAVE) or asks of (IWANT) one peer per heartbeat.
 const MAX_GOSSIP_IDS_PER_HEARTBEAT: usize = 500;
@@ -152,14 +152,14 @@ fn gossipsub_config() -> Result<gossipsub::Config> {
         // gossipsub disables its handler for the connection for good: the peer's queue
         // stopped draining ("Send Queue full" for every message) while pings still passed.
         .max_control_messages_sent(MAX_GOSSIP_IDS_PER_HEARTBEAT)
-        // IDONTWANT (gossipsub 1.2) for large messages only. Sent for every message of 1 KB
-        // and more by default: each member then sends every mesh peer one control message
+        // IDONTWANT (gossipsub 1.2) for large messages only. Sent for every message over 1,000
+        // bytes by default: each member then sends every mesh peer one control message
         // per message it receives, which on an org's ordinary messages (a few hundred bytes
         // to a few KiB) costs more CPU than the duplicate copies it saves. Measured with
-        // borg-bench org-throughput (1 KiB, 5 nodes on 2 cores): median 3,000-3,918 msg/s with
-        // the default, 5,509-5,510 without. An envelope can be 20 KiB, where a duplicate
-        // costs more than the note.
-        .idontwant_message_size_threshold(IDONTWANT_MIN_BYTES)
+        // borg-bench org-throughput (1 KiB, 5 nodes on 2 cores): 3,000 and 3,918 msg/s (two
+        // runs) with the default, 4,280-5,510 (five runs, median 5,215) without. An envelope
+        // can be 20 KiB, where a duplicate costs more than the note.
+        .idontwant_message_size_threshold(IDONTWANT_THRESHOLD_BYTES)
         // The id includes the topic so that a rep can republish the same envelope into
         // another org's topic without it being dropped as a duplicate.
         .message_id_fn(|msg: &gossipsub::Message| {
