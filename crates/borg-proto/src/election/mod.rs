@@ -274,6 +274,10 @@ pub struct Election<P> {
     /// When the current rep was adopted: a rep never heard from directly is presumed alive
     /// for `silence_timeout` after that.
     rep_adopted_at: Instant,
+    /// The connection to the current rep closed and was set aside to judge the rep by its
+    /// silence (rule 4): first-hand evidence against the rep, which a member that merely hears
+    /// nobody does not have (see `silence_is_evidence`). Cleared when the rep is heard or changes.
+    rep_link_closed: bool,
     /// Within `settle_time` of joining or of the last rep change (see `heartbeat_settling`).
     settling: bool,
     next_heartbeat: Instant,
@@ -306,6 +310,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             connected: BTreeSet::new(),
             joined_at: now,
             rep_adopted_at: now,
+            rep_link_closed: false,
             settling: true,
             next_heartbeat: now,
             announce_soon: false,
@@ -453,16 +458,15 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if self.rep.is_none() {
             next = next.min(self.first_election_at());
         }
+        // The rep's silence, when it counts (`silence_is_evidence`); not while its lost
+        // connection is judged (below: a closed one after `announce_suppress`, an unresponsive
+        // one at once).
         if let Some(rep) = self.rep.as_ref().filter(|r| **r != self.me)
             && !self.connected.contains(rep)
+            && self.lost_unheard(rep).is_none()
+            && self.silence_is_evidence(rep)
         {
-            let (heard, silence) = self
-                .members
-                .get(rep)
-                .map_or((self.rep_adopted_at, self.silence_timeout()), |m| {
-                    (m.last_heard, self.silence_of(m))
-                });
-            next = next.min(heard + silence);
+            next = next.min(self.rep_presumed_alive_until(rep));
         }
         if let Some((_, since)) = &self.challenger {
             next = next.min(*since + self.config.hold);
@@ -566,6 +570,9 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     self.announce_soon = true;
                 }
             }
+        }
+        if self.rep.as_ref() == Some(&from) {
+            self.rep_link_closed = false;
         }
         let from_rep = ann.rep.as_ref() == Some(&from);
         if from_rep && ann.term >= self.term {
@@ -701,6 +708,46 @@ impl<P: Ord + Clone + Debug> Election<P> {
         })
     }
 
+    /// Until when the rep (not connected, not lost) is presumed alive by `rep_alive`: its own
+    /// silence timeout, or that of the last member that vouched for it in this term, whichever
+    /// ends later. Time alone changes `rep_alive` only then: a deadline taken from the rep
+    /// alone would lie in the past for as long as members vouch for it, and the caller, woken
+    /// at every past deadline, would spin.
+    fn rep_presumed_alive_until(&self, rep: &P) -> Instant {
+        let own = match self.members.get(rep) {
+            Some(m) => m.last_heard + self.silence_of(m),
+            None => self.rep_adopted_at + self.silence_timeout(),
+        };
+        let ballot = (self.term, rep.clone());
+        self.members
+            .iter()
+            .filter(|(p, m)| *p != rep && m.vouches_for.as_ref() == Some(&ballot))
+            .map(|(_, m)| m.last_heard + self.silence_of(m))
+            .fold(own, Instant::max)
+    }
+
+    /// Whether not hearing the rep says anything against it (rule 5(b)). It does when this member
+    /// lost its own link to the rep (pongs stopped, or the connection closed), when it is
+    /// connected to no one (alone, it is the whole org as far as it can tell), or when at the
+    /// moment the rep's presumption of life ended (`rep_presumed_alive_until`) it still heard
+    /// some member it is connected to: its hearing worked, and the rep was not in it. A member
+    /// whose connected members had all gone quiet by then has lost its hearing, not its rep: a
+    /// stalled link (measured at 1,000 members: a member's only link delivered nothing for
+    /// ~50 s). Failing over then would promote a successor at a higher term, and that ballot
+    /// would move the whole org the moment the link recovered. Judged at that moment, not now,
+    /// so that the answer changes only with input, never with time.
+    fn silence_is_evidence(&self, rep: &P) -> bool {
+        if self.rep_link_closed || self.lost_unheard(rep).is_some() || self.connected.is_empty() {
+            return true;
+        }
+        let until = self.rep_presumed_alive_until(rep);
+        self.connected
+            .iter()
+            .filter(|p| *p != rep)
+            .filter_map(|p| self.members.get(p))
+            .any(|m| m.last_heard + self.silence_of(m) > until)
+    }
+
     /// Alive as far as this member can tell: connected, or heard recently and not lost since.
     fn alive(&self, peer: &P, now: Instant) -> bool {
         self.member_alive(peer, now).unwrap_or(false)
@@ -732,6 +779,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         }
         let was_rep = self.am_rep();
         self.rep_adopted_at = now;
+        self.rep_link_closed = false;
         self.settling = true;
         let previous = self.rep.replace(rep.clone());
         self.term = term;
@@ -805,6 +853,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if let Some(m) = self.members.get_mut(rep) {
             m.lost = None;
         }
+        self.rep_link_closed = true;
         if !self.rep_alive(rep, now) {
             self.failover(Reason::SilentTimeout, now);
         }
@@ -831,7 +880,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             Some(rep) => {
                 if let Some(closed_at) = self.rep_closed_at(&rep) {
                     self.on_rep_connection_closed(&rep, closed_at, now);
-                } else if !self.rep_alive(&rep, now) {
+                } else if !self.rep_alive(&rep, now) && self.silence_is_evidence(&rep) {
                     self.failover(Reason::SilentTimeout, now);
                 }
                 if self.am_rep() {

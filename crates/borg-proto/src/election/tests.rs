@@ -51,6 +51,9 @@ struct Sim {
     /// `(member, author, incarnation, seq)` already handled: gossip delivers each message
     /// once.
     seen: BTreeSet<(u32, u32, u64, u64)>,
+    /// Members whose incoming messages are all lost while their connections stay up (a stalled
+    /// link): they still send.
+    deaf: BTreeSet<u32>,
 }
 
 impl Sim {
@@ -74,6 +77,7 @@ impl Sim {
             announcements: 0,
             deliveries: 0,
             seen: BTreeSet::new(),
+            deaf: BTreeSet::new(),
         };
         for i in 0..n {
             sim.start(i);
@@ -265,6 +269,7 @@ impl Sim {
         due.sort_by_key(|m| m.at);
         for m in due {
             if !self.can_talk(m.via, m.to)
+                || self.deaf.contains(&m.to)
                 || !self
                     .seen
                     .insert((m.to, m.author, m.ann.incarnation, m.ann.seq))
@@ -282,8 +287,14 @@ impl Sim {
         }
         let ids: Vec<u32> = self.nodes.keys().copied().collect();
         for i in ids {
-            if self.nodes[&i].up && self.nodes[&i].election.poll_timeout() <= now {
+            // A deadline still due after it was handled wakes the node again at once: allowed
+            // while each wake changes something (a failover that cascades down the line of
+            // succession), not for ever.
+            let mut wakes = 0;
+            while self.nodes[&i].up && self.nodes[&i].election.poll_timeout() <= now {
+                assert!(wakes < 64, "member {i}'s deadline stays due: it would spin");
                 self.node(i).handle_timeout(now);
+                wakes += 1;
             }
         }
         self.drain();
@@ -486,6 +497,83 @@ fn silent_loss_rep_without_fin_is_replaced_after_the_silence_timeout() {
     assert_eq!(sim.nodes[&5].election.reason(), Reason::SilentTimeout);
 }
 
+/// A member that is still connected but hears nobody (its only link delivers nothing, as a
+/// stalled gossipsub stream did at 1,000 members) keeps its rep: its silence is its own, and
+/// promoting a successor at a higher term would move the whole org, since it still sends.
+/// Once it hears again, nothing has changed.
+#[test]
+fn silent_loss_a_member_that_hears_nobody_keeps_its_rep() {
+    // 0, 1 and 4 have five links each, so 0 is rep; 5 hears the org only through 4.
+    let links: BTreeSet<(u32, u32)> = Sim::full_mesh(5)
+        .into_iter()
+        .chain([(4, 5), (0, 6), (1, 6)])
+        .collect();
+    let mut sim = Sim::new(7, links, 29);
+    sim.run_for(Duration::from_secs(3));
+    sim.assert_agreement();
+    let view = sim.view(5);
+    assert_eq!(view.1, Some(0));
+    let changes = sim.nodes[&5].history.len();
+    sim.deaf.insert(5);
+    // Far beyond 5's silence timeout (and the member timeout: it forgets everyone it knew).
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(sim.view(5), view, "the deaf member kept its view");
+    assert_eq!(sim.nodes[&5].history.len(), changes);
+    for i in sim.up() {
+        assert_eq!(sim.view(i), view, "member {i}");
+    }
+    sim.deaf.clear();
+    sim.run_for(Duration::from_secs(10));
+    sim.assert_agreement();
+    assert_eq!(sim.view(5), view);
+}
+
+/// A rep that a member cannot hear itself but others vouch for stays presumed alive, and the
+/// member's next election deadline is when the last vouch expires, not the rep's own silence
+/// deadline: that one lies in the past while vouches arrive, and a caller woken at a past
+/// deadline would spin.
+#[test]
+fn silent_loss_a_vouched_rep_sets_no_past_deadline() {
+    let start = Instant::now();
+    let mut e = Election::new(0u32, Config::default(), 1, start);
+    e.handle_connected(1, start);
+    let mut seq = 0;
+    let mut heartbeat = |e: &mut Election<u32>, at: Instant, reaches_rep: bool| {
+        seq += 1;
+        let ann = Announcement {
+            kind: AnnouncementKind::State,
+            incarnation: 7,
+            seq,
+            heartbeat: Duration::from_millis(1_000),
+            score: 3,
+            term: 4,
+            rep: Some(9),
+            reason: Reason::Elected,
+            rep_reachable: reaches_rep,
+            succession: Vec::new(),
+        };
+        let _ = e.handle_announcement(1, ann, at);
+    };
+    heartbeat(&mut e, start, true);
+    assert_eq!(e.rep(), Some(&9));
+    let mut now = start;
+    for _ in 0..30 {
+        now += Duration::from_millis(500);
+        heartbeat(&mut e, now, true);
+        e.handle_timeout(now);
+        assert_eq!(e.rep(), Some(&9), "vouched for");
+        assert!(
+            e.poll_timeout() > now,
+            "deadline in the past at {:?}",
+            now - start
+        );
+    }
+    // Member 1 says it no longer reaches the rep: with the rep's own silence long over, and
+    // member 1 heard (this member's hearing works), the rep is replaced at once.
+    heartbeat(&mut e, now + Duration::from_millis(500), false);
+    assert_ne!(e.rep(), Some(&9));
+}
+
 #[test]
 fn handover_leaving_rep_hands_over_at_once() {
     let mut sim = Sim::new(5, Sim::full_mesh(5), 17);
@@ -600,6 +688,8 @@ enum Op {
     Partition(Vec<u8>),
     Heal,
     Wait(u64),
+    /// Member `i`'s incoming messages are lost (or no longer), its connections staying up.
+    Deaf(u32),
 }
 
 fn op(n: u32) -> impl Strategy<Value = Op> {
@@ -610,6 +700,7 @@ fn op(n: u32) -> impl Strategy<Value = Op> {
         proptest::collection::vec(0u8..3, n as usize).prop_map(Op::Partition),
         Just(Op::Heal),
         (10u64..3000).prop_map(Op::Wait),
+        (0..n).prop_map(Op::Deaf),
     ]
 }
 
@@ -659,6 +750,10 @@ proptest! {
                 }
                 Op::Heal => sim.heal(),
                 Op::Wait(ms) => sim.run_for(Duration::from_millis(ms)),
+                // Toggles: deaf if it was not; if it was, the guard has made it hear again.
+                Op::Deaf(i) if !sim.deaf.remove(&i) => {
+                    sim.deaf.insert(i);
+                }
                 _ => {}
             }
         }
@@ -669,6 +764,7 @@ proptest! {
             sim.start(0);
         }
         sim.drop_percent = 0;
+        sim.deaf.clear();
         sim.run_for(Duration::from_secs(30));
         sim.assert_agreement();
         for (i, node) in &sim.nodes {
