@@ -25,7 +25,7 @@ pub const TOPIC_PREFIX: &str = "/borg/";
 pub const MESSAGE_TOPIC_PREFIX: &str = "/borg/org/2.0.0/";
 
 /// Prefix of org election control topics, followed by the org name.
-pub const CONTROL_TOPIC_PREFIX: &str = "/borg/election/2.0.0/";
+pub const CONTROL_TOPIC_PREFIX: &str = "/borg/election/3.0.0/";
 
 /// Domain separator hashed in front of the org name to form its DHT key.
 const DHT_KEY_DOMAIN: &[u8] = b"/borg/org-members/1.0.0/";
@@ -166,7 +166,7 @@ mod tests {
     fn topics_round_trip_and_are_distinct() {
         let org = OrgName::new("neighbourhood").unwrap();
         assert_eq!(org.message_topic(), "/borg/org/2.0.0/neighbourhood");
-        assert_eq!(org.control_topic(), "/borg/election/2.0.0/neighbourhood");
+        assert_eq!(org.control_topic(), "/borg/election/3.0.0/neighbourhood");
         assert_eq!(
             OrgName::from_message_topic(&org.message_topic()),
             Some(org.clone())

@@ -296,6 +296,7 @@ impl Node {
             Output::RepChanged {
                 rep,
                 term,
+                ballot_score,
                 previous,
                 reason,
             } => {
@@ -305,6 +306,7 @@ impl Node {
                     org = %name,
                     %rep,
                     term,
+                    ballot_score,
                     previous = ?previous.map(|p| p.to_string()),
                     reason = reason.as_str(),
                     "representative changed"

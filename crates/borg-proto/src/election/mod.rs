@@ -19,9 +19,10 @@
 //!   a ballot they inferred themselves and have not heard from its rep: announcements are
 //!   broadcast, so repeating a heard ballot, or every member greeting every newcomer, would cost
 //!   O(members²) messages in a large org;
-//! - views are *ballots* `(term, rep)`, ordered by term, then by the lower peer id; every
-//!   member moves to the greatest ballot it hears (a max-register), so two reps claimed for
-//!   one term resolve to the lower peer id without inflating the term;
+//! - views are *ballots* `(term, rep)`, each with a score (the rep's score when the ballot was
+//!   made), ordered by term, then by score, then by the lower peer id; every member moves to
+//!   the greatest ballot it hears (a max-register), so two reps claimed for one term resolve to
+//!   the better connected one without inflating the term;
 //! - when the rep is lost, the first live member of the last announced line of succession
 //!   becomes rep at `term + 1`: succession is known in advance. A rep that stopped answering is
 //!   replaced by every member at once; when the rep's connection closes, the successor promotes
@@ -169,6 +170,9 @@ pub struct Announcement<P> {
     pub term: u64,
     /// The sender's rep (`None` only in term 0).
     pub rep: Option<P>,
+    /// The ballot's score: the rep's score when the ballot was made (the highest any member
+    /// has announced for this term and rep). Two ballots of one term are ordered by it first.
+    pub ballot_score: u32,
     /// Why that rep got there.
     pub reason: Reason,
     /// Whether the sender reaches that rep itself: it is the rep, is connected to it, or heard
@@ -217,6 +221,8 @@ pub enum Output<P> {
         rep: P,
         /// The new term.
         term: u64,
+        /// The new ballot's score (see [`Announcement::ballot_score`]).
+        ballot_score: u32,
         /// The rep before, if any.
         previous: Option<P>,
         /// Why.
@@ -266,6 +272,8 @@ pub struct Election<P> {
     seq: u64,
     term: u64,
     rep: Option<P>,
+    /// The score of the ballot `(term, rep)` (see [`Announcement::ballot_score`]).
+    ballot_score: u32,
     reason: Reason,
     succession: Vec<P>,
     members: BTreeMap<P, Member<P>>,
@@ -304,6 +312,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             seq: 0,
             term: 0,
             rep: None,
+            ballot_score: 0,
             reason: Reason::Elected,
             succession: Vec::new(),
             members: BTreeMap::new(),
@@ -600,19 +609,34 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 {
                     m.last_heard = m.last_heard.max(now);
                 }
-                self.adopt(ann.term, their_rep, ann.reason, Inferred::No, now);
+                self.adopt(
+                    ann.term,
+                    their_rep,
+                    ann.ballot_score,
+                    ann.reason,
+                    Inferred::No,
+                    now,
+                );
+            } else if ann.term == self.term && self.rep.as_ref() == Some(&their_rep) {
+                // The same ballot, seen with a higher score elsewhere: the greatest one is kept,
+                // so that all members order it alike against a rival.
+                self.ballot_score = self.ballot_score.max(ann.ballot_score);
             } else if ann.term == self.term
-                && self.rep.as_ref().is_none_or(|mine| their_rep < *mine)
+                && self.rep.as_ref().is_none_or(|mine| {
+                    (ann.ballot_score, Reverse(&their_rep)) > (self.ballot_score, Reverse(mine))
+                })
                 && self.presumed_alive(&their_rep, now)
             {
                 // Two reps for one term: only possible when groups elected apart (a partition,
-                // or members that started together). Views are ordered as ballots, (term, then
-                // the lower peer id), and every member moves to the greatest ballot it hears:
-                // a max-register, so all converge without inflating the term. The holder of
-                // the lesser ballot adopts this one when it hears it.
+                // or members that started together). Views are ordered as ballots (term, then
+                // the ballot's score, then the lower peer id), and every member moves to the
+                // greatest ballot it hears: a max-register, so all converge without inflating
+                // the term, and on the better connected of the two reps. The holder of the
+                // lesser ballot adopts this one when it hears it.
                 self.adopt(
                     self.term,
                     their_rep,
+                    ann.ballot_score,
                     Reason::PartitionHeal,
                     Inferred::No,
                     now,
@@ -646,6 +670,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             score: self.score(),
             term: self.term,
             rep: self.rep.clone(),
+            ballot_score: self.ballot_score,
             reason: self.reason,
             rep_reachable: self.reaches_rep(now),
             succession: if self.am_rep() {
@@ -773,10 +798,20 @@ impl<P: Ord + Clone + Debug> Election<P> {
         alive.into_iter().map(|(_, p)| p).collect()
     }
 
-    fn adopt(&mut self, term: u64, rep: P, reason: Reason, inferred: Inferred, now: Instant) {
+    fn adopt(
+        &mut self,
+        term: u64,
+        rep: P,
+        ballot_score: u32,
+        reason: Reason,
+        inferred: Inferred,
+        now: Instant,
+    ) {
         if term == self.term && self.rep.as_ref() == Some(&rep) {
+            self.ballot_score = self.ballot_score.max(ballot_score);
             return;
         }
+        self.ballot_score = ballot_score;
         let was_rep = self.am_rep();
         self.rep_adopted_at = now;
         self.rep_link_closed = false;
@@ -803,6 +838,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.outputs.push_back(Output::RepChanged {
             rep,
             term,
+            ballot_score,
             previous,
             reason,
         });
@@ -823,7 +859,17 @@ impl<P: Ord + Clone + Debug> Election<P> {
 
     fn failover(&mut self, reason: Reason, now: Instant) {
         let next = self.successor(now);
-        self.adopt(self.term + 1, next, reason, Inferred::Yes, now);
+        let score = self.score_of(&next);
+        self.adopt(self.term + 1, next, score, reason, Inferred::Yes, now);
+    }
+
+    /// The score of `peer` as known here (its last announced one; 0 if never heard).
+    fn score_of(&self, peer: &P) -> u32 {
+        if *peer == self.me {
+            self.score()
+        } else {
+            self.members.get(peer).map_or(0, |m| m.score)
+        }
     }
 
     /// When our connection to the rep closed (and it was not heard since), if it did.
@@ -867,7 +913,15 @@ impl<P: Ord + Clone + Debug> Election<P> {
             None => {
                 if now >= self.first_election_at() {
                     let best = self.ranked_alive(now).swap_remove(0);
-                    self.adopt(self.term + 1, best, Reason::Elected, Inferred::Yes, now);
+                    let score = self.score_of(&best);
+                    self.adopt(
+                        self.term + 1,
+                        best,
+                        score,
+                        Reason::Elected,
+                        Inferred::Yes,
+                        now,
+                    );
                     // Elected itself: its first announcement carries the line of succession.
                     // (Otherwise the line waited for the next input, a heartbeat away: in a
                     // large org, members would fail over with no successor known.)
@@ -926,6 +980,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
                     self.adopt(
                         self.term + 1,
                         best,
+                        best_score,
                         Reason::BetterCandidate,
                         Inferred::Yes,
                         now,

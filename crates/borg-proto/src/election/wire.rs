@@ -5,6 +5,7 @@
 //!
 //! Version 2 is signed by its sender: gossipsub publishes unsigned (anonymous) messages, so
 //! that each message is verified once, after deduplication, instead of once per copy received.
+//! Version 3 adds the ballot's score, by which two ballots of one term are ordered.
 //! The org is not in the bytes but is signed: it is implied by the control topic, and binding
 //! it into the signature stops an announcement from being replayed into another org.
 
@@ -15,11 +16,11 @@ use super::{Announcement, AnnouncementKind, Reason};
 use crate::org::OrgName;
 
 /// The announcement format version.
-pub const ANNOUNCEMENT_VERSION: u8 = 2;
+pub const ANNOUNCEMENT_VERSION: u8 = 3;
 
 /// Signed in front of the org and the body, so that an announcement signature can never be
 /// taken for a signature over another borg structure.
-const SIGNING_DOMAIN: &[u8] = b"/borg/election/2.0.0";
+const SIGNING_DOMAIN: &[u8] = b"/borg/election/3.0.0";
 
 /// The largest encoded announcement accepted.
 pub const MAX_ANNOUNCEMENT_BYTES: usize = 8 * 1024;
@@ -54,6 +55,7 @@ struct WireAnnouncement {
     score: u32,
     term: u64,
     rep: Vec<u8>,
+    ballot_score: u32,
     reason: u8,
     rep_reachable: u8,
     succession: Vec<Vec<u8>>,
@@ -133,6 +135,7 @@ pub fn encode_announcement(ann: &Announcement<PeerId>, org: &OrgName, key: &Keyp
         score: ann.score,
         term: ann.term,
         rep: ann.rep.map(|p| p.to_bytes()).unwrap_or_default(),
+        ballot_score: ann.ballot_score,
         reason: reason_code(ann.reason),
         rep_reachable: u8::from(ann.rep_reachable),
         succession: ann
@@ -211,6 +214,7 @@ pub fn decode_announcement(
         score: wire.score,
         term: wire.term,
         rep,
+        ballot_score: wire.ballot_score,
         reason: reason_from(wire.reason).ok_or(AnnouncementDecodeError::Invalid("reason"))?,
         rep_reachable: match wire.rep_reachable {
             0 => false,
@@ -250,6 +254,7 @@ mod tests {
             score: 4,
             term: 3,
             rep: Some(peer(1)),
+            ballot_score: 7,
             reason: Reason::Crash,
             rep_reachable: true,
             succession: vec![peer(2)],
@@ -270,7 +275,7 @@ mod tests {
         let rep = peer(1).to_bytes();
         let next = peer(2).to_bytes();
         let sender_key = key(5).public().encode_protobuf();
-        let mut body = vec![2u8, 1]; // version, kind state
+        let mut body = vec![3u8, 1]; // version, kind state
         body.extend_from_slice(&0x0102030405060708u64.to_be_bytes());
         body.extend_from_slice(&9u64.to_be_bytes());
         body.extend_from_slice(&300u32.to_be_bytes()); // heartbeat ms
@@ -278,6 +283,7 @@ mod tests {
         body.extend_from_slice(&3u64.to_be_bytes());
         body.extend_from_slice(&(rep.len() as u64).to_be_bytes());
         body.extend_from_slice(&rep);
+        body.extend_from_slice(&7u32.to_be_bytes()); // ballot score
         body.push(2); // reason crash
         body.push(1); // rep reachable
         body.extend_from_slice(&1u64.to_be_bytes());
@@ -285,7 +291,7 @@ mod tests {
         body.extend_from_slice(&next);
         body.extend_from_slice(&(sender_key.len() as u64).to_be_bytes());
         body.extend_from_slice(&sender_key);
-        let mut signed = b"/borg/election/2.0.0".to_vec();
+        let mut signed = b"/borg/election/3.0.0".to_vec();
         signed.extend_from_slice(&13u64.to_be_bytes());
         signed.extend_from_slice(b"neighbourhood");
         signed.extend_from_slice(&body);
