@@ -456,6 +456,69 @@ fn agreement_a_lone_early_election_does_not_take_the_org() {
     assert_eq!(sim.view(0), (1, Some(3)));
 }
 
+/// The rep of a large org announces rarely (its heartbeat grows with the org). A member that
+/// still holds another ballot (it missed the rep's announcement) makes the rep answer within
+/// one announcement gap, not at its next heartbeat.
+#[test]
+fn agreement_the_rep_answers_a_member_on_another_ballot() {
+    let start = Instant::now();
+    let config = Config {
+        heartbeat: Duration::from_secs(100),
+        heartbeat_settling: Duration::from_secs(100),
+        ..Config::default()
+    };
+    let gap = config.min_announce_gap * 2;
+    let mut rep = Election::new(0u32, config.clone(), 1, start);
+    rep.handle_connected(1, start);
+    let mut now = start + config.join_grace + MS;
+    rep.handle_timeout(now);
+    assert!(rep.am_rep(), "alone, it elected itself");
+    let mut seq = 0;
+    let mut hear = |rep: &mut Election<u32>, at: Instant, term: u64, ballot: Option<u32>| {
+        seq += 1;
+        let ann = Announcement {
+            kind: AnnouncementKind::State,
+            incarnation: 7,
+            seq,
+            heartbeat: Duration::from_secs(100),
+            score: 1,
+            term,
+            rep: ballot,
+            ballot_score: 0,
+            reason: Reason::Elected,
+            rep_reachable: ballot.is_some(),
+            succession: Vec::new(),
+        };
+        let _ = rep.handle_announcement(1, ann, at);
+    };
+    let announced = |rep: &mut Election<u32>| {
+        let mut n = 0;
+        while let Some(out) = rep.poll_output() {
+            n += usize::from(matches!(out, Output::Announce(_)));
+        }
+        n
+    };
+    // The newcomer's hello is answered (as before), and then the org is quiet.
+    hear(&mut rep, now, 0, None);
+    now += gap;
+    rep.handle_timeout(now);
+    let _ = announced(&mut rep);
+    now += gap;
+    rep.handle_timeout(now);
+    assert_eq!(announced(&mut rep), 0, "quiet");
+    // Member 1 says it holds a ballot of its own (it elected itself, missing the rep's).
+    hear(&mut rep, now, 1, Some(1));
+    assert_eq!(rep.rep(), Some(&0), "the rep's ballot is the greater");
+    now += gap;
+    rep.handle_timeout(now);
+    assert_eq!(announced(&mut rep), 1, "the rep answered within a gap");
+    // Once the member holds the rep's ballot, it is not answered again.
+    hear(&mut rep, now, 1, Some(0));
+    now += gap;
+    rep.handle_timeout(now);
+    assert_eq!(announced(&mut rep), 0);
+}
+
 #[test]
 fn score_most_connected_member_is_elected() {
     // 3 is linked to everyone; the others only to 3 and one neighbour.
