@@ -361,6 +361,24 @@ impl Sim {
     }
 }
 
+/// A state announcement of ballot `(term, rep)`, with the defaults the unit tests share: the
+/// sender's incarnation 7, a 1 s heartbeat, score 1, and `rep_reachable` if it names a rep.
+fn state(seq: u64, term: u64, rep: Option<u32>) -> Announcement<u32> {
+    Announcement {
+        kind: AnnouncementKind::State,
+        incarnation: 7,
+        seq,
+        heartbeat: Duration::from_millis(1_000),
+        score: 1,
+        term,
+        rep,
+        ballot_score: 0,
+        reason: Reason::Elected,
+        rep_reachable: rep.is_some(),
+        succession: Vec::new(),
+    }
+}
+
 #[test]
 fn agreement_members_started_together_elect_one_rep() {
     let mut sim = Sim::new(5, Sim::full_mesh(5), 7);
@@ -477,17 +495,8 @@ fn agreement_the_rep_answers_a_member_on_another_ballot() {
     let mut hear = |rep: &mut Election<u32>, at: Instant, term: u64, ballot: Option<u32>| {
         seq += 1;
         let ann = Announcement {
-            kind: AnnouncementKind::State,
-            incarnation: 7,
-            seq,
             heartbeat: Duration::from_secs(100),
-            score: 1,
-            term,
-            rep: ballot,
-            ballot_score: 0,
-            reason: Reason::Elected,
-            rep_reachable: ballot.is_some(),
-            succession: Vec::new(),
+            ..state(seq, term, ballot)
         };
         let _ = rep.handle_announcement(1, ann, at);
     };
@@ -635,17 +644,10 @@ fn silent_loss_a_vouched_rep_sets_no_past_deadline() {
     let mut heartbeat = |e: &mut Election<u32>, at: Instant, reaches_rep: bool| {
         seq += 1;
         let ann = Announcement {
-            kind: AnnouncementKind::State,
-            incarnation: 7,
-            seq,
-            heartbeat: Duration::from_millis(1_000),
             score: 3,
-            term: 4,
-            rep: Some(9),
             ballot_score: 3,
-            reason: Reason::Elected,
             rep_reachable: reaches_rep,
-            succession: Vec::new(),
+            ..state(seq, 4, Some(9))
         };
         let _ = e.handle_announcement(1, ann, at);
     };
