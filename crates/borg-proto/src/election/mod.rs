@@ -647,14 +647,14 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 );
             }
         }
-        // A member still on another ballot than the rep's has missed the rep's announcement of
-        // it (its link was busy or new): the rep answers with its own, at most once per gap.
-        // Otherwise, in a large org whose rep announces every ~100 s, such a member stayed on
-        // its own ballot that long (measured at 1,000 members: 98 s).
         let holds_theirs = theirs == (self.term, self.rep.clone());
         if from_rep && holds_theirs {
             self.succession = ann.succession;
         }
+        // A member still on another ballot than the rep's has missed the rep's announcement of
+        // it (its link was busy or new): the rep answers with its own, at most once per gap.
+        // Otherwise, in a large org whose rep announces every ~100 s, such a member stayed on
+        // its own ballot that long (measured at 1,000 members: 98 s).
         if self.am_rep() && !holds_theirs {
             self.announce_soon = true;
         }
