@@ -473,9 +473,11 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if let Some(rep) = self.rep.as_ref().filter(|r| **r != self.me)
             && !self.connected.contains(rep)
             && self.lost_unheard(rep).is_none()
-            && self.silence_is_evidence(rep)
         {
-            next = next.min(self.rep_presumed_alive_until(rep));
+            let until = self.rep_presumed_alive_until(rep);
+            if self.silence_is_evidence(rep, until) {
+                next = next.min(until);
+            }
         }
         if let Some((_, since)) = &self.challenger {
             next = next.min(*since + self.config.hold);
@@ -585,19 +587,18 @@ impl<P: Ord + Clone + Debug> Election<P> {
         }
         let theirs = (ann.term, ann.rep.clone());
         let from_rep = ann.rep.as_ref() == Some(&from);
-        // The line of succession is taken from the rep of the ballot held, and only from it (here
-        // and, for a ballot adopted from its own rep, below): the line of a rival claimant of
-        // the same term, such as a member that elected itself, must not replace it.
-        if from_rep && ann.term == self.term && self.rep.as_ref() == Some(&from) {
-            self.succession = ann.succession.clone();
-        }
-        if from_rep && ann.term == self.term && self.rep.as_ref() == Some(&from) && !self.am_rep() {
+        let from_our_rep = from_rep && ann.term == self.term && self.rep.as_ref() == Some(&from);
+        if from_our_rep && !self.am_rep() {
             // The rep announced our ballot itself: everyone heard it, no need to repeat it.
             self.announce_at = None;
         }
         if ann.kind == AnnouncementKind::Leaving {
             self.members.remove(&from);
             self.outputs.push_back(Output::MemberLeft(from.clone()));
+            if from_our_rep {
+                // Its goodbye carries the line of succession to hand over along.
+                self.succession = ann.succession.clone();
+            }
             if self.rep.as_ref() == Some(&from) && ann.term >= self.term {
                 self.failover(Reason::Handover, now);
             }
@@ -647,6 +648,9 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 );
             }
         }
+        // The line of succession is taken from the rep of the ballot held, and only from it:
+        // the line of a rival claimant of the same term, such as a member that elected itself,
+        // must not replace it.
         let holds_theirs = theirs == (self.term, self.rep.clone());
         if from_rep && holds_theirs {
             self.succession = ann.succession;
@@ -732,27 +736,14 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if self.lost_unheard(rep).is_some() {
             return false;
         }
-        match self.member_alive(rep, now) {
-            Some(true) => return true,
-            Some(false) => {}
-            None => {
-                if now.saturating_duration_since(self.rep_adopted_at) < self.silence_timeout() {
-                    return true;
-                }
-            }
-        }
-        self.members.iter().any(|(p, m)| {
-            p != rep
-                && m.vouches_for.as_ref() == Some(&(self.term, rep.clone()))
-                && now.saturating_duration_since(m.last_heard) < self.silence_of(m)
-        })
+        *rep == self.me || self.connected.contains(rep) || now < self.rep_presumed_alive_until(rep)
     }
 
-    /// Until when the rep (not connected, not lost) is presumed alive by `rep_alive`: its own
+    /// Until when the rep (not connected, not lost) is presumed alive (`rep_alive`): its own
     /// silence timeout, or that of the last member that vouched for it in this term, whichever
-    /// ends later. Time alone changes `rep_alive` only then: a deadline taken from the rep
-    /// alone would lie in the past for as long as members vouch for it, and the caller, woken
-    /// at every past deadline, would spin.
+    /// ends later. The verdict and the election's deadline (`poll_timeout`) both come from
+    /// here: a deadline taken from the rep alone would lie in the past for as long as members
+    /// vouch for it, and the caller, woken at every past deadline, would spin.
     fn rep_presumed_alive_until(&self, rep: &P) -> Instant {
         let own = match self.members.get(rep) {
             Some(m) => m.last_heard + self.silence_of(m),
@@ -774,13 +765,13 @@ impl<P: Ord + Clone + Debug> Election<P> {
     /// whose connected members had all gone quiet by then has lost its hearing, not its rep: a
     /// stalled link (measured at 1,000 members: a member's only link delivered nothing for
     /// ~50 s). Failing over then would promote a successor at a higher term, and that ballot
-    /// would move the whole org the moment the link recovered. Judged at that moment, not now,
-    /// so that the answer changes only with input, never with time.
-    fn silence_is_evidence(&self, rep: &P) -> bool {
+    /// would move the whole org the moment the link recovered. Judged at that moment (`until`,
+    /// the caller's `rep_presumed_alive_until`), not now, so that the answer changes only with
+    /// input, never with time.
+    fn silence_is_evidence(&self, rep: &P, until: Instant) -> bool {
         if self.rep_link_closed || self.lost_unheard(rep).is_some() || self.connected.is_empty() {
             return true;
         }
-        let until = self.rep_presumed_alive_until(rep);
         self.connected
             .iter()
             .filter(|p| *p != rep)
@@ -949,7 +940,9 @@ impl<P: Ord + Clone + Debug> Election<P> {
             Some(rep) => {
                 if let Some(closed_at) = self.rep_closed_at(&rep) {
                     self.on_rep_connection_closed(&rep, closed_at, now);
-                } else if !self.rep_alive(&rep, now) && self.silence_is_evidence(&rep) {
+                } else if !self.rep_alive(&rep, now)
+                    && self.silence_is_evidence(&rep, self.rep_presumed_alive_until(&rep))
+                {
                     self.failover(Reason::SilentTimeout, now);
                 }
                 if self.am_rep() {
@@ -980,7 +973,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             self.challenger = None;
             return;
         };
-        let best_score = self.members.get(&best).map_or(0, |m| m.score);
+        let best_score = self.score_of(&best);
         // The margin grows with the rep's score (an eighth of it): in a large org, two
         // well-connected members differ by a few links from moment to moment, and trading the
         // rep between them would make every member dial a new rep each time.
