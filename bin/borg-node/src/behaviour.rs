@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use borg_store::KadStore;
 
 use crate::{
+    boxed::BoxedHandlers,
     config::Config,
     history::{HistoryRequest, HistoryResponse},
     transport,
@@ -114,6 +115,10 @@ pub struct Behaviour {
     /// LAN discovery.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
+
+/// What a node's swarm runs: [`Behaviour`] with its connection handlers on the heap (see
+/// [`crate::boxed`] for why).
+pub type NodeBehaviour = BoxedHandlers<Behaviour>;
 
 /// Which transports a swarm uses. All of them are encrypted with Noise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +281,7 @@ pub fn build_swarm(
     config: &Config,
     transport: TransportKind,
     kad_store: KadStore,
-) -> Result<Swarm<Behaviour>> {
+) -> Result<Swarm<NodeBehaviour>> {
     let idle = config.idle_timeout;
     let swarm = match transport {
         TransportKind::Network => SwarmBuilder::with_existing_identity(key)
@@ -289,7 +294,11 @@ pub fn build_swarm(
             // QUIC dials wait for TCP's head start: see `transport` for why.
             .with_other_transport(transport::held_back_quic)?
             .with_dns()?
-            .with_behaviour(|key| build_behaviour(key, config, kad_store).map_err(Into::into))?
+            .with_behaviour(|key| {
+                build_behaviour(key, config, kad_store)
+                    .map(BoxedHandlers)
+                    .map_err(Into::into)
+            })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
         TransportKind::Memory => SwarmBuilder::with_existing_identity(key)
@@ -300,7 +309,11 @@ pub fn build_swarm(
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default()))
             })?
-            .with_behaviour(|key| build_behaviour(key, config, kad_store).map_err(Into::into))?
+            .with_behaviour(|key| {
+                build_behaviour(key, config, kad_store)
+                    .map(BoxedHandlers)
+                    .map_err(Into::into)
+            })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
     };

@@ -18,6 +18,7 @@
 pub mod api;
 #[allow(missing_docs)] // NetworkBehaviour derive generates an undocumented event enum
 pub mod behaviour;
+pub mod boxed;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -42,7 +42,7 @@ use crate::{
         StoreStatus,
     },
     behaviour::{
-        Behaviour, BehaviourEvent, KAD_PROTOCOL, STORE_PROTOCOL, TransportKind, build_swarm,
+        BehaviourEvent, KAD_PROTOCOL, NodeBehaviour, STORE_PROTOCOL, TransportKind, build_swarm,
     },
     config::{Config, OrgSpec},
     messages::SeenIds,
@@ -380,7 +380,7 @@ const LAN_DIAL_DEFER: Duration = Duration::from_secs(1);
 const ADDRESS_LOOKUP_GAP: Duration = Duration::from_secs(5);
 
 struct Node {
-    swarm: Swarm<Behaviour>,
+    swarm: Swarm<NodeBehaviour>,
     keypair: Keypair,
     config: Config,
     orgs: BTreeMap<OrgName, Org>,
