@@ -722,12 +722,30 @@ impl Lab {
     }
 
     /// Waits up to `limit` until every node in `group` holds the same complete line of
-    /// succession for `org` (see [`Lab::whole_line`]), and returns it: what a failover needs
-    /// before the rep is lost, so that every survivor knows the successor.
+    /// succession for `org` (see [`Lab::whole_line`]) and it has not changed for a second, and
+    /// returns it: what a failover needs before the rep is lost, so that every survivor knows
+    /// the successor. A line read the moment it is complete can still change: members' scores
+    /// (their connection counts) grow while the org forms, and the rep redraws the line (seen:
+    /// a rep's goodbye named another successor than the line read 200 ms after the election).
     pub fn wait_whole_line(&self, limit: Duration, group: &[usize], org: &str) -> Vec<String> {
-        self.wait_for(limit, "every node knows the whole line", |lab| {
-            lab.whole_line(group, org)
-        })
+        const STABLE: Duration = Duration::from_secs(1);
+        let mut seen: Option<(Vec<String>, Instant)> = None;
+        self.wait_for(
+            limit,
+            "every node knows the same line for a second",
+            |lab| {
+                let line = lab.whole_line(group, org)?;
+                match &seen {
+                    Some((held, since)) if *held == line => {
+                        (since.elapsed() >= STABLE).then_some(line)
+                    }
+                    _ => {
+                        seen = Some((line, Instant::now()));
+                        None
+                    }
+                }
+            },
+        )
     }
 
     /// If every node in `group` names the same rep and term for `org`, that `(rep, term)`.
