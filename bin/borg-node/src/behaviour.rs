@@ -178,7 +178,7 @@ fn gossipsub_config() -> Result<gossipsub::Config> {
         .context("invalid gossipsub config")
 }
 
-fn build_behaviour(key: &Keypair, config: &Config, kad_store: KadStore) -> Result<Behaviour> {
+fn build_behaviour(key: &Keypair, config: &Config, kad_store: KadStore) -> Result<NodeBehaviour> {
     let peer_id = key.public().to_peer_id();
     let gossipsub = Gossipsub::new_with_subscription_filter(
         MessageAuthenticity::Anonymous,
@@ -263,7 +263,7 @@ fn build_behaviour(key: &Keypair, config: &Config, kad_store: KadStore) -> Resul
     } else {
         None
     };
-    Ok(Behaviour {
+    Ok(BoxedHandlers(Behaviour {
         connections: connections::Behaviour::new(),
         gossipsub,
         kad,
@@ -272,7 +272,7 @@ fn build_behaviour(key: &Keypair, config: &Config, kad_store: KadStore) -> Resul
         store_kad,
         history,
         mdns: mdns.into(),
-    })
+    }))
 }
 
 /// Builds the swarm of a node with identity `key`.
@@ -294,11 +294,7 @@ pub fn build_swarm(
             // QUIC dials wait for TCP's head start: see `transport` for why.
             .with_other_transport(transport::held_back_quic)?
             .with_dns()?
-            .with_behaviour(|key| {
-                build_behaviour(key, config, kad_store)
-                    .map(BoxedHandlers)
-                    .map_err(Into::into)
-            })?
+            .with_behaviour(|key| build_behaviour(key, config, kad_store).map_err(Into::into))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
         TransportKind::Memory => SwarmBuilder::with_existing_identity(key)
@@ -309,11 +305,7 @@ pub fn build_swarm(
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default()))
             })?
-            .with_behaviour(|key| {
-                build_behaviour(key, config, kad_store)
-                    .map(BoxedHandlers)
-                    .map_err(Into::into)
-            })?
+            .with_behaviour(|key| build_behaviour(key, config, kad_store).map_err(Into::into))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
     };

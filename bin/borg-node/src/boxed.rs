@@ -5,10 +5,11 @@
 //! protocols, two of them Kademlia) is about 5.9 KB, and heaptrack put that task's allocation at
 //! 20.5 KB per connection, which suggests that the future keeps room for the handler in more
 //! than one of its states (its layout is the compiler's; not examined further). Behind a `Box`
-//! the handler costs its size once, plus a pointer. The cost matters because a node briefly holds connections to most of an org while
-//! its first DHT lookups run, and the memory freed after such a peak is mostly not given back
-//! to the system: measured with `borg-bench --only scale`, memory per node of 100 in-process
-//! nodes went from 5.7 to 4.5 MiB.
+//! the handler costs its size once, plus a pointer. The cost matters because a node briefly
+//! holds connections to most of an org while its first DHT lookups run, and the memory freed
+//! after such a peak is mostly not given back to the system: measured with `borg-bench --only
+//! scale`, memory per node went from 5.7 to 4.3-4.5 MiB at 100 in-process nodes and from 4.4
+//! to 2.2-2.3 MiB at 500.
 //!
 //! Everything else is passed through unchanged: the wrapped behaviour sees the same calls and
 //! events, and the wrapper derefs to it.
