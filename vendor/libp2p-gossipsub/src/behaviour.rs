@@ -3545,17 +3545,18 @@ where
                     }
                 }
             }
-            // rpc is only used for metrics code.
-            #[allow(unused_variables)]
-            HandlerEvent::MessageDropped(rpc) => {
+            // borg-net patch: a count of dropped messages, not one event per message.
+            HandlerEvent::MessagesDropped(dropped) => {
                 // Account for this in the scoring logic
                 if let PeerScoreState::Active(peer_score) = &mut self.peer_score {
-                    peer_score.failed_message_slow_peer(&propagation_source);
+                    for _ in 0..dropped {
+                        peer_score.failed_message_slow_peer(&propagation_source);
+                    }
                 }
 
                 // Keep track of expired messages for the application layer.
                 let failed_messages = self.failed_messages.entry(propagation_source).or_default();
-                failed_messages.non_priority += 1;
+                failed_messages.non_priority += dropped;
             }
             HandlerEvent::Message {
                 rpc,

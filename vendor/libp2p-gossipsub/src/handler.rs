@@ -59,8 +59,10 @@ pub enum HandlerEvent {
     /// An inbound or outbound substream has been established with the peer and this informs over
     /// which protocol. This message only occurs once per connection.
     PeerKind(PeerKind),
-    /// A message to be published was dropped because it could not be sent in time.
-    MessageDropped(RpcOut),
+    /// This many messages to be published or forwarded were dropped because they could not be
+    /// sent in time (borg-net patch: a count, reported once per poll, instead of one event per
+    /// message; see `vendor/README.md`).
+    MessagesDropped(usize),
 }
 
 /// A message sent from the behaviour to the handler.
@@ -129,6 +131,10 @@ pub struct EnabledHandler {
 
     // borg-net patch: messages written to the outbound substream since its last flush.
     unflushed: usize,
+
+    // borg-net patch: messages dropped from the queue because they expired, not yet reported
+    // to the behaviour.
+    expired_unreported: usize,
 }
 
 // borg-net patch: the most messages written to the outbound substream before it is flushed,
@@ -191,6 +197,7 @@ impl Handler {
             last_io_activity: Instant::now(),
             in_mesh: false,
             unflushed: 0,
+            expired_unreported: 0,
         })
     }
 }
@@ -276,12 +283,12 @@ impl EnabledHandler {
                         } = message
                             && Pin::new(timeout).poll(cx).is_ready()
                         {
-                            // Inform the behaviour and end the poll.
+                            // borg-net patch: count it and go on with the queue; the
+                            // behaviour hears of all such drops at once, below.
+                            self.expired_unreported += 1;
                             self.outbound_substream =
                                 Some(OutboundSubstreamState::WaitingOutput(substream));
-                            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
-                                HandlerEvent::MessageDropped(message),
-                            ));
+                            continue;
                         }
                         self.outbound_substream = Some(OutboundSubstreamState::PendingSend(
                             substream,
@@ -368,6 +375,15 @@ impl EnabledHandler {
                     unreachable!("Error occurred during outbound stream processing")
                 }
             }
+        }
+
+        // borg-net patch: report the messages dropped above (expired in the queue) in one
+        // event, once the queue has been worked through and what was written flushed.
+        if self.expired_unreported > 0 {
+            let dropped = std::mem::take(&mut self.expired_unreported);
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
+                HandlerEvent::MessagesDropped(dropped),
+            ));
         }
 
         // Handle inbound messages.
