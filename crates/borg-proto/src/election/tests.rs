@@ -528,6 +528,58 @@ fn agreement_the_rep_answers_a_member_on_another_ballot() {
     assert_eq!(announced(&mut rep), 0);
 }
 
+/// A member that learnt the rep's ballot from a neighbour, and only then linked to the rep,
+/// announces over that link at once: its earlier announcements reached its neighbours only, and
+/// its next heartbeat is the rep's interval away (100 s in an org of 1,000).
+#[test]
+fn agreement_a_member_introduces_itself_when_its_link_to_the_rep_comes_up() {
+    let start = Instant::now();
+    let config = Config {
+        heartbeat: Duration::from_secs(100),
+        heartbeat_settling: Duration::from_secs(100),
+        ..Config::default()
+    };
+    let announced = |e: &mut Election<u32>| {
+        let mut n = 0;
+        while let Some(out) = e.poll_output() {
+            n += usize::from(matches!(out, Output::Announce(_)));
+        }
+        n
+    };
+    let mut member = Election::new(5u32, config.clone(), 1, start);
+    member.handle_connected(1, start);
+    member.handle_timeout(start);
+    assert_eq!(announced(&mut member), 1, "its hello");
+    // The rep's announcement, relayed by neighbour 1.
+    let mut now = start + MS;
+    let rep_says = Announcement {
+        heartbeat: Duration::from_secs(100),
+        ..state(1, 1, Some(0))
+    };
+    let _ = member.handle_announcement(0, rep_says, now);
+    assert_eq!((member.term(), member.rep()), (1, Some(&0)));
+    now += config.min_announce_gap * 2;
+    member.handle_timeout(now);
+    assert_eq!(announced(&mut member), 0, "a heard ballot is not repeated");
+    // Its link to the rep comes up: it announces over it, once.
+    now += MS;
+    member.handle_connected(0, now);
+    member.handle_timeout(now);
+    assert_eq!(announced(&mut member), 1, "introduced to the rep");
+    now += MS;
+    member.handle_connected(0, now);
+    member.handle_timeout(now);
+    assert_eq!(
+        announced(&mut member),
+        0,
+        "a second connection is not a new link"
+    );
+    // A link to another member is no occasion.
+    member.handle_connected(2, now);
+    member.handle_timeout(now);
+    assert_eq!(announced(&mut member), 0);
+}
+
 #[test]
 fn score_most_connected_member_is_elected() {
     // 3 is linked to everyone; the others only to 3 and one neighbour.
