@@ -24,7 +24,6 @@ use std::{
     fmt::{self, Debug},
 };
 
-use futures_timer::Delay;
 use hashlink::LinkedHashMap;
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
@@ -335,13 +334,15 @@ pub struct Extensions {
 /// A Gossipsub RPC message sent.
 #[derive(Debug)]
 pub enum RpcOut {
-    /// Publish a Gossipsub message on network.`timeout` limits the duration the message
+    /// Publish a Gossipsub message on network. `deadline` limits how long the message
     /// can wait to be sent before it is abandoned. This can be both a message originating
     /// from this node, or a forwarded message.
+    ///
+    /// borg-net patch: an `Instant`, not a `futures_timer::Delay` (see `vendor/README.md`).
     Publish {
         message_id: MessageId,
         message: RawMessage,
-        timeout: Delay,
+        deadline: Instant,
     },
     /// Subscribe a topic.
     Subscribe {
