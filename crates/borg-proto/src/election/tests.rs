@@ -379,6 +379,24 @@ fn state(seq: u64, term: u64, rep: Option<u32>) -> Announcement<u32> {
     }
 }
 
+/// Heartbeats of 100 s, as in an org of 1,000: no routine announcement falls inside a test.
+fn large_org_config() -> Config {
+    Config {
+        heartbeat: Duration::from_secs(100),
+        heartbeat_settling: Duration::from_secs(100),
+        ..Config::default()
+    }
+}
+
+/// Takes every pending output of `e` and counts the announcements among them.
+fn drain_announcements(e: &mut Election<u32>) -> usize {
+    let mut n = 0;
+    while let Some(out) = e.poll_output() {
+        n += usize::from(matches!(out, Output::Announce(_)));
+    }
+    n
+}
+
 #[test]
 fn agreement_members_started_together_elect_one_rep() {
     let mut sim = Sim::new(5, Sim::full_mesh(5), 7);
@@ -480,11 +498,7 @@ fn agreement_a_lone_early_election_does_not_take_the_org() {
 #[test]
 fn agreement_the_rep_answers_a_member_on_another_ballot() {
     let start = Instant::now();
-    let config = Config {
-        heartbeat: Duration::from_secs(100),
-        heartbeat_settling: Duration::from_secs(100),
-        ..Config::default()
-    };
+    let config = large_org_config();
     let gap = config.min_announce_gap * 2;
     let mut rep = Election::new(0u32, config.clone(), 1, start);
     rep.handle_connected(1, start);
@@ -500,13 +514,7 @@ fn agreement_the_rep_answers_a_member_on_another_ballot() {
         };
         let _ = rep.handle_announcement(1, ann, at);
     };
-    let announced = |rep: &mut Election<u32>| {
-        let mut n = 0;
-        while let Some(out) = rep.poll_output() {
-            n += usize::from(matches!(out, Output::Announce(_)));
-        }
-        n
-    };
+    let announced = drain_announcements;
     // The newcomer's hello is answered (as before), and then the org is quiet.
     hear(&mut rep, now, 0, None);
     now += gap;
@@ -534,18 +542,8 @@ fn agreement_the_rep_answers_a_member_on_another_ballot() {
 #[test]
 fn agreement_a_member_introduces_itself_when_its_link_to_the_rep_comes_up() {
     let start = Instant::now();
-    let config = Config {
-        heartbeat: Duration::from_secs(100),
-        heartbeat_settling: Duration::from_secs(100),
-        ..Config::default()
-    };
-    let announced = |e: &mut Election<u32>| {
-        let mut n = 0;
-        while let Some(out) = e.poll_output() {
-            n += usize::from(matches!(out, Output::Announce(_)));
-        }
-        n
-    };
+    let config = large_org_config();
+    let announced = drain_announcements;
     let mut member = Election::new(5u32, config.clone(), 1, start);
     member.handle_connected(1, start);
     member.handle_timeout(start);
