@@ -507,7 +507,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         // learnt of its last member at 47 s). So it announces now, once per link, over the
         // link the rep is about to hear it on.
         if newly && self.rep.as_ref() == Some(&peer) && !self.am_rep() {
-            self.announce_at = Some(self.announce_at.map_or(now, |t| t.min(now)));
+            self.announce_at = Some(now);
         }
         self.evaluate(now);
     }

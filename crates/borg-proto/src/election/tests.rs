@@ -514,26 +514,29 @@ fn agreement_the_rep_answers_a_member_on_another_ballot() {
         };
         let _ = rep.handle_announcement(1, ann, at);
     };
-    let announced = drain_announcements;
     // The newcomer's hello is answered (as before), and then the org is quiet.
     hear(&mut rep, now, 0, None);
     now += gap;
     rep.handle_timeout(now);
-    let _ = announced(&mut rep);
+    let _ = drain_announcements(&mut rep);
     now += gap;
     rep.handle_timeout(now);
-    assert_eq!(announced(&mut rep), 0, "quiet");
+    assert_eq!(drain_announcements(&mut rep), 0, "quiet");
     // Member 1 says it holds a ballot of its own (it elected itself, missing the rep's).
     hear(&mut rep, now, 1, Some(1));
     assert_eq!(rep.rep(), Some(&0), "the rep's ballot is the greater");
     now += gap;
     rep.handle_timeout(now);
-    assert_eq!(announced(&mut rep), 1, "the rep answered within a gap");
+    assert_eq!(
+        drain_announcements(&mut rep),
+        1,
+        "the rep answered within a gap"
+    );
     // Once the member holds the rep's ballot, it is not answered again.
     hear(&mut rep, now, 1, Some(0));
     now += gap;
     rep.handle_timeout(now);
-    assert_eq!(announced(&mut rep), 0);
+    assert_eq!(drain_announcements(&mut rep), 0);
 }
 
 /// A member that learnt the rep's ballot from a neighbour, and only then linked to the rep,
@@ -543,11 +546,10 @@ fn agreement_the_rep_answers_a_member_on_another_ballot() {
 fn agreement_a_member_introduces_itself_when_its_link_to_the_rep_comes_up() {
     let start = Instant::now();
     let config = large_org_config();
-    let announced = drain_announcements;
     let mut member = Election::new(5u32, config.clone(), 1, start);
     member.handle_connected(1, start);
     member.handle_timeout(start);
-    assert_eq!(announced(&mut member), 1, "its hello");
+    assert_eq!(drain_announcements(&mut member), 1, "its hello");
     // The rep's announcement, relayed by neighbour 1.
     let mut now = start + MS;
     let rep_says = Announcement {
@@ -558,24 +560,28 @@ fn agreement_a_member_introduces_itself_when_its_link_to_the_rep_comes_up() {
     assert_eq!((member.term(), member.rep()), (1, Some(&0)));
     now += config.min_announce_gap * 2;
     member.handle_timeout(now);
-    assert_eq!(announced(&mut member), 0, "a heard ballot is not repeated");
+    assert_eq!(
+        drain_announcements(&mut member),
+        0,
+        "a heard ballot is not repeated"
+    );
     // Its link to the rep comes up: it announces over it, once.
     now += MS;
     member.handle_connected(0, now);
     member.handle_timeout(now);
-    assert_eq!(announced(&mut member), 1, "introduced to the rep");
+    assert_eq!(drain_announcements(&mut member), 1, "introduced to the rep");
     now += MS;
     member.handle_connected(0, now);
     member.handle_timeout(now);
     assert_eq!(
-        announced(&mut member),
+        drain_announcements(&mut member),
         0,
         "a second connection is not a new link"
     );
     // A link to another member is no occasion.
     member.handle_connected(2, now);
     member.handle_timeout(now);
-    assert_eq!(announced(&mut member), 0);
+    assert_eq!(drain_announcements(&mut member), 0);
 }
 
 #[test]
