@@ -427,3 +427,99 @@ async fn one_control_connection_serves_many_requests() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A member pings its rep at `ping_interval_ms` and its other links at the slower
+/// `peer_ping_interval_ms`, and the faster rate follows the rep when the rep hands over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_ping_their_rep_faster_than_other_peers() {
+    use borg_node::config::Layer;
+
+    use crate::util::memory_node_with;
+
+    // `memory_node` pings reps every 1 s; other links every 4 s here, for a clear contrast.
+    let slow_others = || Layer {
+        peer_ping_interval_ms: Some(4_000),
+        ..Layer::default()
+    };
+    let org = OrgName::new("pings").unwrap();
+    let first = memory_node_with(&["pings"], &[], slow_others()).await;
+    let seed = first.status().await.unwrap().dial_addrs[0].clone();
+    let mut nodes = vec![first];
+    for _ in 0..2 {
+        nodes.push(memory_node_with(&["pings"], std::slice::from_ref(&seed), slow_others()).await);
+    }
+    all_connected(&nodes).await;
+    let agreed_rep = |nodes: Vec<borg_node::node::NodeHandle>| async move {
+        let mut reps = HashSet::new();
+        for node in &nodes {
+            reps.insert(node.orgs().await.ok()?.first()?.rep.clone()?);
+        }
+        (reps.len() == 1).then(|| reps.into_iter().next()).flatten()
+    };
+    let rep = eventually(Duration::from_secs(60), "one agreed rep", || {
+        agreed_rep(nodes.clone())
+    })
+    .await;
+    let rep_index = nodes
+        .iter()
+        .position(|n| n.peer_id().to_string() == rep)
+        .unwrap();
+    let member = &nodes[(rep_index + 1) % 3];
+    let other = nodes[(rep_index + 2) % 3].peer_id().to_string();
+
+    let link = |peers: &[borg_node::api::PeerInfo], id: &str| {
+        peers
+            .iter()
+            .find(|p| p.peer_id == id)
+            .map(|p| (p.ping_interval_ms, p.pongs))
+    };
+    let before = member.peers().await.unwrap();
+    let (rep_interval, rep_pongs) = link(&before, &rep).expect("member linked to its rep");
+    let (other_interval, other_pongs) = link(&before, &other).expect("members linked");
+    assert_eq!(
+        rep_interval, 1_000,
+        "the rep link is pinged at ping_interval_ms"
+    );
+    assert_eq!(
+        other_interval, 4_000,
+        "another link at peer_ping_interval_ms"
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = member.peers().await.unwrap();
+    let rep_answered = link(&after, &rep).unwrap().1 - rep_pongs;
+    let other_answered = link(&after, &other).unwrap().1 - other_pongs;
+    assert!(
+        rep_answered > other_answered,
+        "pongs in 12 s: rep {rep_answered}, other member {other_answered}"
+    );
+
+    // The rep hands over: the member's link to the successor becomes the fast one.
+    nodes[rep_index].leave(org.clone()).await.unwrap();
+    let successor = eventually(Duration::from_secs(30), "a new rep", || {
+        let member = member.clone();
+        let rep = rep.clone();
+        async move {
+            let now = member.orgs().await.ok()?.first()?.rep.clone()?;
+            (now != rep).then_some(now)
+        }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the member pings its new rep fast and its old rep slowly",
+        || {
+            let member = member.clone();
+            let (successor, rep) = (successor.clone(), rep.clone());
+            async move {
+                let peers = member.peers().await.ok()?;
+                let fast = link(&peers, &successor)?.0 == 1_000;
+                let old_slow = link(&peers, &rep).is_none_or(|(interval, _)| interval == 4_000);
+                (fast && old_slow).then_some(())
+            }
+        },
+    )
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

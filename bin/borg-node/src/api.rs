@@ -109,6 +109,13 @@ pub struct PeerInfo {
     pub connections: usize,
     /// Orgs the peer shares with this node.
     pub orgs: Vec<String>,
+    /// How often it is pinged, in ms: `ping_interval_ms` if it is the rep of one of this
+    /// node's orgs, `peer_ping_interval_ms` otherwise.
+    #[serde(default)]
+    pub ping_interval_ms: u64,
+    /// Pongs it has sent on its present connections.
+    #[serde(default)]
+    pub pongs: u64,
 }
 
 /// One message received in an org: a line of `borg-node subscribe --json`.

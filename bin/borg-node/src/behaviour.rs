@@ -244,9 +244,11 @@ fn build_behaviour(key: &Keypair, config: &Config, kad_store: KadStore) -> Resul
         [(HISTORY_PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
     );
+    // Every link is pinged at the slower interval; the node speeds up its links to its reps
+    // (`ping::Behaviour::set_interval`, vendored).
     let ping = ping::Behaviour::new(
         ping::Config::new()
-            .with_interval(config.ping_interval)
+            .with_interval(config.peer_ping_interval)
             .with_timeout(config.ping_timeout),
     );
     let mdns = if config.mdns {

@@ -244,10 +244,12 @@ pub async fn run_client(command: Command, data_dir: &Path, json: bool) -> Result
             }
             for p in &peers {
                 println!(
-                    "{}  conns={} orgs=[{}]  {}",
+                    "{}  conns={} orgs=[{}] ping={}ms pongs={}  {}",
                     p.peer_id,
                     p.connections,
                     p.orgs.join(","),
+                    p.ping_interval_ms,
+                    p.pongs,
                     p.addrs.join(" ")
                 );
             }

@@ -14,7 +14,7 @@
 //!   the swarm a moment to send that, and ends the task.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::{SocketAddr, TcpListener},
     sync::Arc,
     time::{Duration, Instant},
@@ -406,6 +406,9 @@ struct Node {
     replacing: HashMap<PeerId, (ConnectionId, Vec<ConnectionId>)>,
     /// When each connection last answered a ping (or was established).
     last_pong: HashMap<ConnectionId, Pong>,
+    /// The reps of this node's orgs (itself excepted), pinged at `ping_interval`; every other
+    /// peer is pinged at `peer_ping_interval` (see `sync_ping_intervals`).
+    fast_pinged: HashSet<PeerId>,
     /// Peers linked over QUIC only, to which a TCP connection is being dialled
     /// (`link_over_tcp`), with that dial.
     tcp_upgrades: HashMap<PeerId, ConnectionId>,
@@ -481,6 +484,8 @@ struct Pong {
     /// Whether a stall of this process already granted the connection a fresh ping round
     /// since its last pong.
     stall_granted: bool,
+    /// Pongs received on the connection.
+    pongs: u64,
 }
 
 impl Pong {
@@ -489,12 +494,14 @@ impl Pong {
             peer,
             last: now,
             stall_granted: false,
+            pongs: 0,
         }
     }
 
     fn answered(&mut self, now: Instant) {
         self.last = now;
         self.stall_granted = false;
+        self.pongs += 1;
     }
 
     /// The process did not run for `stall` (so it could read no pong): that time does not
@@ -628,6 +635,7 @@ pub async fn start(
         next_wedge_check: Instant::now(),
         replacing: HashMap::new(),
         last_pong: HashMap::new(),
+        fast_pinged: HashSet::new(),
         known_addrs: HashMap::new(),
         tcp_upgrades: HashMap::new(),
         lost_members: HashMap::new(),
@@ -757,8 +765,9 @@ impl Node {
         });
         self.last_tick = Some(now);
         if stall > TICK * 4 {
-            let ping_round_from_now = now.checked_sub(self.config.ping_interval).unwrap_or(now);
             for pong in self.last_pong.values_mut() {
+                let interval = self.swarm.behaviour().ping.interval_for(&pong.peer);
+                let ping_round_from_now = now.checked_sub(interval).unwrap_or(now);
                 pong.credit_stall(stall, ping_round_from_now, now);
             }
             tracing::debug!(
@@ -774,6 +783,7 @@ impl Node {
         }
         self.drive_bootstraps(now);
         self.ensure_rep_connections();
+        self.sync_ping_intervals(now);
         self.redial_lost_members(now);
         self.dial_deferred(now);
         if now >= self.next_wal_sync {
@@ -870,9 +880,46 @@ impl Node {
         }
     }
 
+    /// Pings the reps of this node's orgs at `ping_interval` and every other peer at
+    /// `peer_ping_interval`: only a rep's loss must be found within a second (members fail
+    /// over on it), and a member has one rep link among many.
+    pub(super) fn sync_ping_intervals(&mut self, now: Instant) {
+        let me = self.local_peer_id();
+        let reps: HashSet<PeerId> = self
+            .orgs
+            .values()
+            .filter_map(|o| o.election.rep().copied())
+            .filter(|r| *r != me)
+            .collect();
+        if reps == self.fast_pinged {
+            return;
+        }
+        let ping = &mut self.swarm.behaviour_mut().ping;
+        for peer in self.fast_pinged.difference(&reps) {
+            ping.set_interval(*peer, None);
+        }
+        for peer in reps.difference(&self.fast_pinged) {
+            ping.set_interval(*peer, Some(self.config.ping_interval));
+        }
+        // A link that has just become a rep link is judged at the faster rate from now on: its
+        // last pong may be a slow round old, which is not silence yet.
+        for pong in self.last_pong.values_mut() {
+            if reps.contains(&pong.peer) && !self.fast_pinged.contains(&pong.peer) {
+                pong.last = pong.last.max(now);
+            }
+        }
+        self.fast_pinged = reps;
+    }
+
+    /// How long `peer` may leave pings unanswered before it is presumed lost: its ping
+    /// interval plus the ping timeout (800 ms for a rep, 2.4 s for other peers by default).
+    fn suspect_after(&self, peer: &PeerId) -> Duration {
+        self.swarm.behaviour().ping.interval_for(peer) + self.config.ping_timeout
+    }
+
     /// Judges every connection by its pongs, in two stages. A peer none of whose connections
-    /// answered for `ping_interval + ping_timeout` (800 ms) is presumed lost at once: its orgs
-    /// fail over as if it had disconnected. Its connection is closed only after
+    /// answered for its ping interval + `ping_timeout` (`suspect_after`: 800 ms for a rep) is
+    /// presumed lost at once: its orgs fail over as if it had disconnected. Its connection is closed only after
     /// `SILENT_CLOSE_AFTER`: a peer that is busy rather than gone (a loaded machine, a link
     /// carrying a long backlog ahead of the pong) then answers again and is back, with nothing
     /// that was queued for it lost. Closing at the first verdict dropped every message queued
@@ -883,8 +930,6 @@ impl Node {
     /// opens a new stream whose negotiation only times out after 10 s, so a dead link (no FIN)
     /// would be reported after about 11 s. The rep's silent loss must be repaired in ~1 s.
     fn check_liveness(&mut self, now: Instant) {
-        let suspect_after = self.config.ping_interval + self.config.ping_timeout;
-        let close_after = SILENT_CLOSE_AFTER.max(suspect_after);
         let mut freshest: HashMap<PeerId, Instant> = HashMap::new();
         for Pong { peer, last, .. } in self.last_pong.values() {
             let entry = freshest.entry(*peer).or_insert(*last);
@@ -892,6 +937,8 @@ impl Node {
         }
         let mut close = Vec::new();
         for (connection, Pong { peer, last, .. }) in &self.last_pong {
+            let suspect_after = self.suspect_after(peer);
+            let close_after = SILENT_CLOSE_AFTER.max(suspect_after);
             let silent = now.saturating_duration_since(*last);
             let peer_answers = freshest
                 .get(peer)
@@ -908,6 +955,7 @@ impl Node {
             self.swarm.close_connection(connection);
         }
         for (peer, last) in freshest {
+            let suspect_after = self.suspect_after(&peer);
             if now.saturating_duration_since(last) > suspect_after && self.suspects.insert(peer) {
                 tracing::info!(%peer, silent_ms = suspect_after.as_millis() as u64, "no pong; peer presumed lost, its connection kept a while");
                 self.tell_elections_lost(peer, Loss::Unresponsive, now);
@@ -1228,6 +1276,14 @@ impl Node {
                         .filter(|o| o.has_member(peer))
                         .map(|o| o.name().to_string())
                         .collect(),
+                    ping_interval_ms: self.swarm.behaviour().ping.interval_for(peer).as_millis()
+                        as u64,
+                    pongs: self
+                        .last_pong
+                        .values()
+                        .filter(|p| p.peer == *peer)
+                        .map(|p| p.pongs)
+                        .sum(),
                 }
             })
             .collect()

@@ -249,6 +249,7 @@ impl Node {
     /// Takes every election's outputs and acts on them, until none is left (acting may join
     /// or leave orgs, whose elections produce outputs of their own).
     pub(super) fn drain_elections(&mut self) {
+        let mut acted = false;
         loop {
             let mut outputs = Vec::new();
             for (name, org) in self.orgs.iter_mut() {
@@ -257,8 +258,13 @@ impl Node {
                 }
             }
             if outputs.is_empty() {
+                if acted {
+                    // A new rep's link is pinged at the rep rate from its first moment.
+                    self.sync_ping_intervals(Instant::now());
+                }
                 return;
             }
+            acted = true;
             for (org, out) in outputs {
                 self.on_election_output(&org, out);
             }
