@@ -884,13 +884,7 @@ impl Node {
     /// `peer_ping_interval`: only a rep's loss must be found within a second (members fail
     /// over on it), and a member has one rep link among many.
     pub(super) fn sync_ping_intervals(&mut self, now: Instant) {
-        let me = self.local_peer_id();
-        let reps: HashSet<PeerId> = self
-            .orgs
-            .values()
-            .filter_map(|o| o.election.rep().copied())
-            .filter(|r| *r != me)
-            .collect();
+        let reps: HashSet<PeerId> = self.other_reps().collect();
         if reps == self.fast_pinged {
             return;
         }

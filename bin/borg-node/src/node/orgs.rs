@@ -231,16 +231,20 @@ impl Node {
         }
     }
 
+    /// The reps of this node's orgs, other than itself (one per org: a peer that is the rep of
+    /// two orgs comes twice).
+    pub(super) fn other_reps(&self) -> impl Iterator<Item = PeerId> + '_ {
+        let me = self.local_peer_id();
+        self.orgs
+            .values()
+            .filter_map(|o| o.election.rep().copied())
+            .filter(move |r| *r != me)
+    }
+
     /// Dials the rep of every org whose rep is not connected: every member keeps a direct
     /// connection to its rep.
     pub(super) fn ensure_rep_connections(&mut self) {
-        let me = self.local_peer_id();
-        let reps: Vec<PeerId> = self
-            .orgs
-            .values()
-            .filter_map(|o| o.election.rep().copied())
-            .filter(|r| *r != me)
-            .collect();
+        let reps: Vec<PeerId> = self.other_reps().collect();
         for rep in reps {
             self.dial_peer(rep, Vec::new());
         }
