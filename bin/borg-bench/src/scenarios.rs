@@ -777,13 +777,17 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
 /// How long the in-process org keeps running after it first agrees, before its memory is
 /// measured and its agreement checked again: by then the members have made their links (at
 /// the moment of agreement many still have one or two), and the connections of the first
-/// DHT lookups have been trimmed (after the nodes' 30 s `idle_timeout`).
-const SCALE_SETTLE: Duration = Duration::from_secs(45);
+/// DHT lookups have been trimmed (after the nodes' 30 s `idle_timeout`). `--quick` waits
+/// 15 s, which keeps it under 3 minutes (45 s took it to 204 s); its memory figure is then
+/// taken before the trim.
+fn scale_settle(plan: &Plan) -> Duration {
+    Duration::from_secs(if plan.quick { 15 } else { 45 })
+}
 
 /// Runs the scale scenario for `n` nodes, each trial in a fresh child `borg-bench` (see
 /// `scale_in_child`), and merges the trials into one row per measurement.
 fn scale_trials(plan: &Plan, n: usize) -> Vec<Row> {
-    // A trial takes a minute or more, most of it `SCALE_SETTLE`: --quick keeps to one.
+    // A trial takes a minute or more, most of it `scale_settle`: --quick keeps to one.
     let trials = if plan.quick { 1 } else { plan.trials };
     let runs: Vec<Result<Vec<Row>, String>> = (1..=trials)
         .map(|t| {
@@ -917,6 +921,7 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
     let started = Instant::now();
     let started_ms = unix_ms();
     let limit = Duration::from_secs(if plan.quick { 120 } else { 300 });
+    let settle = scale_settle(plan);
     let config = |i: usize, seed: Option<String>| {
         Config::resolve(
             tmp.join(i.to_string()),
@@ -984,10 +989,10 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 let took = Duration::from_millis(s.settled_ms.saturating_sub(started_ms));
                 let seen = started.elapsed();
                 let at_agreement = per_node_mib();
-                tokio::time::sleep(SCALE_SETTLE).await;
+                tokio::time::sleep(settle).await;
                 let later = survey(&nodes).await;
                 eprintln!(
-                    "scale {n}: {:>5.1} s  {later}  ({SCALE_SETTLE:?} after agreeing)",
+                    "scale {n}: {:>5.1} s  {later}  ({settle:?} after agreeing)",
                     started.elapsed().as_secs_f64()
                 );
                 break Ok((took, seen, at_agreement, per_node_mib(), later));
@@ -1013,7 +1018,7 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 |m, _, _, _| m <= 20.0 && later.agreed,
             )
             .note(format!(
-                "in-process, from the first start until all name one rep and it knows all members (by the nodes' rep_since_ms and known_since_ms; a survey saw it at {:.1} s); {SCALE_SETTLE:?} later {}",
+                "in-process, from the first start until all name one rep and it knows all members (by the nodes' rep_since_ms and known_since_ms; a survey saw it at {:.1} s); {settle:?} later {}",
                 seen.as_secs_f64(),
                 if later.agreed {
                     "still agreed".to_string()
@@ -1031,7 +1036,7 @@ pub fn scale(plan: &Plan, rt: &Runtime, n: usize) -> Vec<Row> {
                 |m, _, _, _| m <= 4.0,
             )
             .note(format!(
-                "process RSS growth per node {SCALE_SETTLE:?} after agreeing ({at_agreement:.1} at agreement); peers per node {}/{}/{} (min/avg/max)",
+                "process RSS growth per node {settle:?} after agreeing ({at_agreement:.1} at agreement); peers per node {}/{}/{} (min/avg/max)",
                 later.peers.0, later.peers.1, later.peers.2
             )),
         ],
