@@ -21,9 +21,10 @@ pub const DEFAULT_PORT: u16 = 4747;
 
 /// Default ping interval on links to this node's reps. A peer that has not answered a ping for
 /// interval + timeout (800 ms) is presumed lost: the rep's silent loss (a dead link, no FIN)
-/// must be repaired in under a second. The verdict counts from the last pong, so of a given interval + timeout a longer
-/// interval costs fewer pings and finds a cut no later (400 + 400 ms against 200 + 600 ms:
-/// failover-silent median 619 against 750 ms; idle CPU 0.6 against 0.8 % of a core).
+/// must be repaired in under a second. The verdict counts from the last pong, so of a given
+/// interval + timeout a longer interval costs fewer pings and finds a cut no later (400 + 400
+/// ms against 200 + 600 ms: failover-silent median 619 against 750 ms; idle CPU 0.6 against
+/// 0.8 % of a core).
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 400;
 
 /// Default ping interval on every other link (never shorter than the rep links'). Only the
@@ -367,6 +368,7 @@ impl Config {
             .map(|o| o.parse::<OrgSpec>())
             .collect::<Result<Vec<_>>>()?;
         let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+        let ping_interval = ms(layer.ping_interval_ms, DEFAULT_PING_INTERVAL_MS);
         let config = Self {
             data_dir,
             listen: parse_addrs("listen", layer.listen.unwrap_or_else(default_listen))?,
@@ -374,9 +376,9 @@ impl Config {
             orgs,
             mdns: layer.mdns.unwrap_or(true),
             log_format: layer.log_format.unwrap_or_default(),
-            ping_interval: ms(layer.ping_interval_ms, DEFAULT_PING_INTERVAL_MS),
+            ping_interval,
             peer_ping_interval: ms(layer.peer_ping_interval_ms, DEFAULT_PEER_PING_INTERVAL_MS)
-                .max(ms(layer.ping_interval_ms, DEFAULT_PING_INTERVAL_MS)),
+                .max(ping_interval),
             ping_timeout: ms(layer.ping_timeout_ms, DEFAULT_PING_TIMEOUT_MS),
             idle_timeout: Duration::from_secs(layer.idle_timeout_secs.unwrap_or(30)),
             mdns_query_interval: ms(layer.mdns_query_interval_ms, DEFAULT_MDNS_QUERY_INTERVAL_MS),

@@ -913,8 +913,8 @@ impl Node {
 
     /// Judges every connection by its pongs, in two stages. A peer none of whose connections
     /// answered for its ping interval + `ping_timeout` (`suspect_after`: 800 ms for a rep) is
-    /// presumed lost at once: its orgs fail over as if it had disconnected. Its connection is closed only after
-    /// `SILENT_CLOSE_AFTER`: a peer that is busy rather than gone (a loaded machine, a link
+    /// presumed lost at once: its orgs fail over as if it had disconnected. Its connection is
+    /// closed only after `SILENT_CLOSE_AFTER`: a peer that is busy rather than gone (a loaded machine, a link
     /// carrying a long backlog ahead of the pong) then answers again and is back, with nothing
     /// that was queued for it lost. Closing at the first verdict dropped every message queued
     /// on the connection and, under load, made members close each other's links by the dozen
@@ -1255,6 +1255,11 @@ impl Node {
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
+        // One pass over the connections, not one per peer (a rep of 1,000 has 1,000 of each).
+        let mut pongs: HashMap<PeerId, u64> = HashMap::new();
+        for pong in self.last_pong.values() {
+            *pongs.entry(pong.peer).or_default() += pong.pongs;
+        }
         let connections = &self.swarm.behaviour().connections;
         connections
             .connected_peers()
@@ -1272,12 +1277,7 @@ impl Node {
                         .collect(),
                     ping_interval_ms: self.swarm.behaviour().ping.interval_for(peer).as_millis()
                         as u64,
-                    pongs: self
-                        .last_pong
-                        .values()
-                        .filter(|p| p.peer == *peer)
-                        .map(|p| p.pongs)
-                        .sum(),
+                    pongs: pongs.get(peer).copied().unwrap_or(0),
                 }
             })
             .collect()
