@@ -429,7 +429,7 @@ async fn one_control_connection_serves_many_requests() {
 }
 
 /// A member pings its rep at `ping_interval_ms` and its other links at the slower
-/// `peer_ping_interval_ms`.
+/// `peer_ping_interval_ms`, and the faster rate follows the rep when the rep hands over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_ping_their_rep_faster_than_other_peers() {
     use borg_node::config::Layer;
@@ -441,6 +441,7 @@ async fn members_ping_their_rep_faster_than_other_peers() {
         peer_ping_interval_ms: Some(4_000),
         ..Layer::default()
     };
+    let org = OrgName::new("pings").unwrap();
     let first = memory_node_with(&["pings"], &[], slow_others()).await;
     let seed = first.status().await.unwrap().dial_addrs[0].clone();
     let mut nodes = vec![first];
@@ -491,6 +492,37 @@ async fn members_ping_their_rep_faster_than_other_peers() {
         rep_answered > other_answered,
         "pongs in 12 s: rep {rep_answered}, other member {other_answered}"
     );
+
+    // The rep hands over: the remaining member's link to the successor becomes the fast one,
+    // and its link to the old rep slows down. Either remaining node may succeed, so the
+    // link is watched from the one that did not.
+    nodes[rep_index].leave(org.clone()).await.unwrap();
+    let remaining = [member.clone(), nodes[(rep_index + 2) % 3].clone()];
+    let successor = eventually(Duration::from_secs(30), "one agreed new rep", || {
+        let remaining = remaining.to_vec();
+        let rep = rep.clone();
+        async move { agreed_rep(remaining).await.filter(|now| *now != rep) }
+    })
+    .await;
+    let watcher = remaining
+        .iter()
+        .find(|n| n.peer_id().to_string() != successor)
+        .expect("two remaining nodes, one successor");
+    eventually(
+        Duration::from_secs(10),
+        "the remaining member pings its new rep fast and its old rep slowly",
+        || {
+            let watcher = watcher.clone();
+            let (successor, rep) = (successor.clone(), rep.clone());
+            async move {
+                let peers = watcher.peers().await.ok()?;
+                let fast = link(&peers, &successor)?.0 == 1_000;
+                let old_slow = link(&peers, &rep).is_none_or(|(interval, _)| interval == 4_000);
+                (fast && old_slow).then_some(())
+            }
+        },
+    )
+    .await;
 
     for node in nodes {
         node.shutdown().await;
