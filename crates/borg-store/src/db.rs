@@ -1,7 +1,7 @@
 //! The RocksDB database of a node's store: column families, schema version, quota accounting,
 //! durability and purge.
 //!
-//! - Column families: `meta` (schema version, bytes used), `records` (Kademlia records),
+//! - Column families: `meta` (schema version, bytes used, catch-up watermarks), `records` (Kademlia records),
 //!   `providers` (provider records), `messages` (the org message log) and `message_ids` (its
 //!   deduplication index). Layouts are in `docs/store.md`.
 //! - Every write that is acknowledged to anyone is written with `sync = true`: the WAL is
@@ -39,6 +39,8 @@ const DATA_CFS: [&str; 4] = [CF_RECORDS, CF_PROVIDERS, CF_MESSAGES, CF_MESSAGE_I
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_USED: &[u8] = b"used_bytes";
+/// Followed by `len(org):u8 || org`: an org's catch-up watermark (`log.rs`).
+pub(crate) const KEY_SYNCED_PREFIX: &[u8] = b"history_synced/";
 
 /// Limits of a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,6 +272,11 @@ impl Store {
         self.used = 0;
         let meta = self.cf(CF_META)?;
         batch.put_cf(&meta, KEY_USED, 0u64.to_be_bytes());
+        // With the messages gone, so are the catch-up watermarks: a node that opts in again
+        // catches up from the start.
+        let mut synced_end = KEY_SYNCED_PREFIX.to_vec();
+        synced_end.push(0xff);
+        batch.delete_range_cf(&meta, KEY_SYNCED_PREFIX, synced_end.as_slice());
         drop(meta);
         self.db.write_opt(batch, &sync_writes())?;
         for name in ALL_CFS {

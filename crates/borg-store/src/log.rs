@@ -10,7 +10,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::{
     Error, Store,
-    db::{CF_MESSAGE_IDS, CF_MESSAGES},
+    db::{CF_MESSAGE_IDS, CF_MESSAGES, CF_META, KEY_SYNCED_PREFIX},
 };
 
 /// The longest org name accepted (as in borg-proto).
@@ -161,23 +161,39 @@ impl Store {
 }
 
 impl Store {
-    /// The timestamp of the newest message of `org` in the log, if any.
-    pub fn latest_message_ms(&self, org: &str) -> Result<Option<u64>, Error> {
-        let prefix = org_prefix(org)?;
-        let mut end = prefix.clone();
-        end.extend_from_slice(&[0xff; 24]);
-        let messages = self.cf(CF_MESSAGES)?;
-        let newest = self
-            .db()
-            .iterator_cf(&messages, IteratorMode::From(&end, Direction::Reverse))
-            .next()
-            .transpose()?;
-        Ok(newest.and_then(|(k, _)| {
-            (k.starts_with(&prefix) && k.len() == prefix.len() + 24).then(|| {
-                let mut ts = [0u8; 8];
-                ts.copy_from_slice(&k[prefix.len()..prefix.len() + 8]);
-                u64::from_be_bytes(ts)
-            })
-        }))
+    /// The org's catch-up watermark, Unix ms: this node's log holds every message sent before
+    /// it that the peers it caught up with held when it did (see
+    /// [`Store::advance_history_synced`]); 0 until the node completes a catch-up for `org`.
+    ///
+    /// A node asks for history from here, not from the newest message it holds: live messages
+    /// received before a catch-up finishes are newer than the gap being filled.
+    pub fn history_synced_ms(&self, org: &str) -> Result<u64, Error> {
+        let meta = self.cf(CF_META)?;
+        let Some(value) = self.db().get_cf(&meta, synced_key(org)?)? else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = value
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Corrupt(self.path().to_owned(), "history watermark".into()))?;
+        Ok(u64::from_be_bytes(bytes))
     }
+
+    /// Moves the org's catch-up watermark forward to `ms` (never back). Not fsynced: written
+    /// after the caught-up messages to the same WAL, so a crash can lose it only with them.
+    pub fn advance_history_synced(&mut self, org: &str, ms: u64) -> Result<(), Error> {
+        if ms <= self.history_synced_ms(org)? {
+            return Ok(());
+        }
+        let meta = self.cf(CF_META)?;
+        self.db()
+            .put_cf(&meta, synced_key(org)?, ms.to_be_bytes())?;
+        Ok(())
+    }
+}
+
+fn synced_key(org: &str) -> Result<Vec<u8>, Error> {
+    let mut key = KEY_SYNCED_PREFIX.to_vec();
+    key.extend_from_slice(&org_prefix(org)?);
+    Ok(key)
 }

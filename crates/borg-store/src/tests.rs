@@ -287,9 +287,6 @@ fn the_message_log_orders_dedups_and_pages() {
     assert_eq!(page[0].envelope, [2; 10]);
     assert_eq!(page[0].received_at_ms, 1);
     assert!(s.has_message("org", [4; 16]).unwrap());
-    assert_eq!(s.latest_message_ms("org").unwrap(), Some(40));
-    assert_eq!(s.latest_message_ms("org2").unwrap(), Some(10));
-    assert_eq!(s.latest_message_ms("none").unwrap(), None);
     assert!(s.history("org-none", 0, 10).unwrap().is_empty());
     drop(s);
     let s = Store::open(dir.path(), Limits::default()).unwrap();
@@ -299,6 +296,40 @@ fn the_message_log_orders_dedups_and_pages() {
         "survives a restart"
     );
     assert_eq!(s.stats().unwrap().messages, 5);
+}
+
+#[test]
+fn the_catch_up_watermark_only_moves_forward_and_is_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(s.history_synced_ms("org").unwrap(), 0, "never caught up");
+    s.advance_history_synced("org", 500).unwrap();
+    s.advance_history_synced("org", 300).unwrap();
+    s.advance_history_synced("org2", 7).unwrap();
+    assert_eq!(s.history_synced_ms("org").unwrap(), 500, "never moves back");
+    assert_eq!(s.history_synced_ms("org2").unwrap(), 7, "per org");
+    assert!(matches!(
+        s.advance_history_synced("", 1),
+        Err(crate::Error::BadOrg(_))
+    ));
+    drop(s);
+    let mut s = Store::open(dir.path(), Limits::default()).unwrap();
+    assert_eq!(
+        s.history_synced_ms("org").unwrap(),
+        500,
+        "survives a restart"
+    );
+    s.purge().unwrap();
+    assert_eq!(
+        s.history_synced_ms("org").unwrap(),
+        0,
+        "purged with the log"
+    );
+    assert_eq!(
+        s.history_synced_ms("org2").unwrap(),
+        0,
+        "purged with the log"
+    );
 }
 
 fn files_contain(dir: &std::path::Path, marker: &[u8]) -> bool {

@@ -45,8 +45,13 @@ const CHUNK_BYTES: usize = 48 * 1024;
 /// Buffered message-log writes are fsynced at least this often.
 pub(super) const WAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long after an empty history answer a node asks that peer once more.
+/// How long after an empty history answer, or a failed request, a node asks that peer once more.
 const HISTORY_RETRY_AFTER: Duration = Duration::from_secs(3);
+
+/// How far behind the newest message a completed catch-up sets the org's watermark (see
+/// `advance_history_synced`): the clock skew between authors that catch-up tolerates. Each
+/// catch-up asks again for this much of what it already holds.
+const HISTORY_SKEW_MARGIN: Duration = Duration::from_secs(60);
 
 /// The largest value `put` accepts.
 pub const MAX_PUT_BYTES: usize = 16 * 1024 * 1024;
@@ -117,10 +122,11 @@ pub(super) struct Storage {
     /// Buffered writes wait for a WAL sync.
     wal_dirty: bool,
     history_asked: std::collections::HashSet<(PeerId, OrgName)>,
-    /// Asks answered with nothing (see `on_history_page`): made once more at the given time
+    /// Asks answered with nothing or failed (see `on_history_page`): made once more at the given time
     /// (`Some`), or already made once more on this connection (`None`).
     history_retries: HashMap<(PeerId, OrgName), Option<Instant>>,
-    history_requests: HashMap<OutboundRequestId, OrgName>,
+    /// Outstanding history requests: the org and the `since_ms` asked for.
+    history_requests: HashMap<OutboundRequestId, (OrgName, u64)>,
     next_job: u64,
     put_jobs: HashMap<u64, PutJob>,
     put_steps: HashMap<kad::QueryId, PutStep>,
@@ -310,11 +316,18 @@ impl Node {
         if !self.storage.history_asked.insert((peer, org.clone())) {
             return;
         }
-        let since_ms = self
+        let since_ms = match self
             .kad_store()
             .store_opt()
-            .and_then(|s| s.latest_message_ms(org.as_str()).ok().flatten())
-            .unwrap_or(0);
+            .map(|s| s.history_synced_ms(org.as_str()))
+        {
+            Some(Ok(since)) => since,
+            Some(Err(e)) => {
+                tracing::warn!(%org, error = %e, "catch-up watermark unreadable; asking for all");
+                0
+            }
+            None => return,
+        };
         self.request_history(peer, org.clone(), since_ms);
     }
 
@@ -327,7 +340,7 @@ impl Node {
                 limit: MAX_PAGE,
             },
         );
-        self.storage.history_requests.insert(id, org);
+        self.storage.history_requests.insert(id, (org, since_ms));
     }
 
     fn ask_history_everywhere(&mut self) {
@@ -379,10 +392,11 @@ impl Node {
                     },
                 ..
             } => {
-                let Some(org) = self.storage.history_requests.remove(&request_id) else {
+                let Some((org, since_ms)) = self.storage.history_requests.remove(&request_id)
+                else {
                     return;
                 };
-                self.on_history_page(peer, org, response);
+                self.on_history_page(peer, org, since_ms, response);
             }
             request_response::Event::OutboundFailure {
                 request_id,
@@ -390,9 +404,14 @@ impl Node {
                 error,
                 ..
             } => {
-                if let Some(org) = self.storage.history_requests.remove(&request_id) {
+                if let Some((org, _)) = self.storage.history_requests.remove(&request_id) {
                     tracing::debug!(%peer, %org, %error, "history request failed");
-                    // Ask again on the next meeting.
+                    // Ask once more a little later (if still connected), and on the next
+                    // meeting in any case.
+                    self.storage
+                        .history_retries
+                        .entry((peer, org.clone()))
+                        .or_insert(Some(Instant::now() + HISTORY_RETRY_AFTER));
                     self.storage.history_asked.remove(&(peer, org));
                 }
             }
@@ -453,7 +472,13 @@ impl Node {
         }
     }
 
-    fn on_history_page(&mut self, peer: PeerId, org: OrgName, page: HistoryResponse) {
+    fn on_history_page(
+        &mut self,
+        peer: PeerId,
+        org: OrgName,
+        since_ms: u64,
+        page: HistoryResponse,
+    ) {
         // An empty answer may only mean that the peer does not know us as a member yet (it
         // answers members only, and learns of us from our gossipsub subscription or our
         // announcement, which can arrive after our request): ask once more a little later.
@@ -498,13 +523,34 @@ impl Node {
             self.storage.wal_dirty = true;
             tracing::info!(%org, %peer, added, "caught up on missed messages");
         }
-        // Continue only while pages bring something new: a peer that keeps saying "more" with
-        // nothing new (or more than a page of messages with one timestamp) cannot loop us.
-        if page.more
-            && added > 0
-            && let Some(since) = newest
+        // Continue only while pages move forward in time: a peer that keeps saying "more"
+        // without moving forward (or a page of messages with one timestamp) cannot loop us. A page
+        // of messages already held still moves forward: the asker starts at its watermark, and
+        // live messages may have filled the newest part of the gap first.
+        match newest {
+            Some(newest) if page.more && newest > since_ms => {
+                self.request_history(peer, org, newest);
+            }
+            _ if !page.more && page.storing => {
+                // The peer has sent all it held from the watermark on.
+                let reached = newest.unwrap_or(since_ms).max(since_ms);
+                self.advance_history_synced(&org, reached);
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves `org`'s catch-up watermark to `reached` (the newest timestamp a completed
+    /// catch-up covered) less `HISTORY_SKEW_MARGIN`, and never past the local clock: a message
+    /// stamped by an author whose clock runs behind, or stamped in the future by a lying
+    /// author, must not push the next catch-up past messages not yet received.
+    fn advance_history_synced(&mut self, org: &OrgName, reached: u64) {
+        let margin = HISTORY_SKEW_MARGIN.as_millis() as u64;
+        let mark = reached.min(unix_ms()).saturating_sub(margin);
+        if let Some(store) = self.kad_store().store_opt_mut()
+            && let Err(e) = store.advance_history_synced(org.as_str(), mark)
         {
-            self.request_history(peer, org, since);
+            tracing::warn!(%org, error = %e, "catch-up watermark not saved");
         }
     }
 
