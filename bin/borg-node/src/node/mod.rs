@@ -80,9 +80,11 @@ const DISCOVERY_BACKOFF_START: Duration = Duration::from_secs(1);
 /// Member lookups triggered by new peers are at least this far apart.
 const DISCOVERY_MIN_GAP: Duration = Duration::from_secs(2);
 
-/// Memberships are re-announced in the DHT this often (provider records live 10 minutes), and
-/// at once after joining an org or linking to a bootstrap peer.
-const PROVIDE_INTERVAL: Duration = Duration::from_secs(60);
+/// Memberships are re-announced in the DHT this often (provider records live 10 minutes, so
+/// each gets a second chance), and at once after joining an org or linking to a bootstrap peer.
+/// Every member's announcement looks up the same key's closest nodes and connects to them: at
+/// once a minute, these lookups kept a large org's members connected to dozens of peers each.
+const PROVIDE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// A restarted storing node republishes what it holds this long after start, once it has
 /// had time to reconnect.
