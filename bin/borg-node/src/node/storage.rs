@@ -45,7 +45,8 @@ const CHUNK_BYTES: usize = 48 * 1024;
 /// Buffered message-log writes are fsynced at least this often.
 pub(super) const WAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long after an empty history answer, or a failed request, a node asks that peer once more.
+/// How long after an empty history answer, or a failed request, a node asks that peer once
+/// more.
 const HISTORY_RETRY_AFTER: Duration = Duration::from_secs(3);
 
 /// How far behind the newest message a completed catch-up sets the org's watermark (see
@@ -122,8 +123,8 @@ pub(super) struct Storage {
     /// Buffered writes wait for a WAL sync.
     wal_dirty: bool,
     history_asked: std::collections::HashSet<(PeerId, OrgName)>,
-    /// Asks answered with nothing or failed (see `on_history_page`): made once more at the given time
-    /// (`Some`), or already made once more on this connection (`None`).
+    /// Asks answered with nothing or failed (see `on_history_page`): made once more at the
+    /// given time (`Some`), or already made once more on this connection (`None`).
     history_retries: HashMap<(PeerId, OrgName), Option<Instant>>,
     /// Outstanding history requests: the org and the `since_ms` asked for.
     history_requests: HashMap<OutboundRequestId, (OrgName, u64)>,
@@ -524,9 +525,9 @@ impl Node {
             tracing::info!(%org, %peer, added, "caught up on missed messages");
         }
         // Continue only while pages move forward in time: a peer that keeps saying "more"
-        // without moving forward (or a page of messages with one timestamp) cannot loop us. A page
-        // of messages already held still moves forward: the asker starts at its watermark, and
-        // live messages may have filled the newest part of the gap first.
+        // without moving forward (or a page of messages with one timestamp) cannot loop us. A
+        // page of messages already held still moves forward: the asker starts at its
+        // watermark, and live messages may have filled the newest part of the gap first.
         match newest {
             Some(newest) if page.more && newest > since_ms => {
                 self.request_history(peer, org, newest);
