@@ -80,11 +80,20 @@ const DISCOVERY_BACKOFF_START: Duration = Duration::from_secs(1);
 /// Member lookups triggered by new peers are at least this far apart.
 const DISCOVERY_MIN_GAP: Duration = Duration::from_secs(2);
 
-/// Memberships are re-announced in the DHT this often (provider records live 10 minutes, so
-/// each gets a second chance), and at once after joining an org or linking to a bootstrap peer.
-/// Every member's announcement looks up the same key's closest nodes and connects to them: at
-/// once a minute, these lookups kept a large org's members connected to dozens of peers each.
+/// Memberships are re-announced in the DHT about this often, give or take a fifth at random
+/// (`jittered`; provider records live 10 minutes, so each gets a second chance), and at once
+/// after joining an org or linking to a bootstrap peer. Every member's announcement looks up
+/// the same key's closest nodes and connects to them: at once a minute, these lookups kept a
+/// large org's members connected to dozens of peers each.
 const PROVIDE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// `period` times a random factor in [0.8, 1.2]. Nodes started together (a test swarm, a LAN
+/// after a power cut) would otherwise repeat their periodic DHT work all at the same moment,
+/// every time: 1,000 lookups of one key at once, all through the few nodes closest to it.
+fn jittered(period: Duration) -> Duration {
+    use rand::Rng;
+    period.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
+}
 
 /// A restarted storing node republishes what it holds this long after start, once it has
 /// had time to reconnect.
@@ -437,7 +446,8 @@ struct Node {
     next_discovery: Instant,
     discovery_backoff: Duration,
     last_discovery: Option<Instant>,
-    last_provide: Option<Instant>,
+    /// When memberships were last announced in the DHT, and how long until the next time.
+    last_provide: Option<(Instant, Duration)>,
     last_tick: Option<Instant>,
     shutdown_reply: Option<oneshot::Sender<()>>,
 }
@@ -811,9 +821,9 @@ impl Node {
         self.last_discovery = Some(now);
         let provide = self
             .last_provide
-            .is_none_or(|last| now.saturating_duration_since(last) >= PROVIDE_INTERVAL);
+            .is_none_or(|(last, every)| now.saturating_duration_since(last) >= every);
         if provide {
-            self.last_provide = Some(now);
+            self.last_provide = Some((now, jittered(PROVIDE_INTERVAL)));
         }
         let look = self.member_links(now) < self.config.org_degree;
         let kad = &mut self.swarm.behaviour_mut().kad;
