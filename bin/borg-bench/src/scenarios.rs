@@ -777,9 +777,8 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
 /// How long the in-process org keeps running after it first agrees, before its memory is
 /// measured and its agreement checked again: by then the members have made their links (at
 /// the moment of agreement many still have one or two), and the connections of the first
-/// DHT lookups have been trimmed (after the nodes' 30 s `idle_timeout`). `--quick` waits
-/// 15 s, which keeps it under 3 minutes (45 s took it to 204 s); its memory figure is then
-/// taken before the trim.
+/// DHT lookups have been trimmed (after the nodes' 10 s `idle_timeout`). `--quick` waits
+/// 15 s, which keeps it under 3 minutes (45 s took it to 204 s).
 fn scale_settle(plan: &Plan) -> Duration {
     Duration::from_secs(if plan.quick { 15 } else { 45 })
 }

@@ -1,9 +1,9 @@
 //! The RocksDB database of a node's store: column families, schema version, quota accounting,
 //! durability and purge.
 //!
-//! - Column families: `meta` (schema version, bytes used, catch-up watermarks), `records` (Kademlia records),
-//!   `providers` (provider records), `messages` (the org message log) and `message_ids` (its
-//!   deduplication index). Layouts are in `docs/store.md`.
+//! - Column families: `meta` (schema version, bytes used, catch-up watermarks), `records`
+//!   (Kademlia records), `providers` (provider records), `messages` (the org message log) and
+//!   `message_ids` (its deduplication index). Layouts are in `docs/store.md`.
 //! - Every write that is acknowledged to anyone is written with `sync = true`: the WAL is
 //!   fsynced before the write returns, so an acknowledged write survives `kill -9` and power
 //!   loss.

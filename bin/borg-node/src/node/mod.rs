@@ -926,9 +926,9 @@ impl Node {
     /// Judges every connection by its pongs, in two stages. A peer none of whose connections
     /// answered for its ping interval + `ping_timeout` (`suspect_after`: 800 ms for a rep) is
     /// presumed lost at once: its orgs fail over as if it had disconnected. Its connection is
-    /// closed only after `SILENT_CLOSE_AFTER`: a peer that is busy rather than gone (a loaded machine, a link
-    /// carrying a long backlog ahead of the pong) then answers again and is back, with nothing
-    /// that was queued for it lost. Closing at the first verdict dropped every message queued
+    /// closed only after `SILENT_CLOSE_AFTER`: a peer that is busy rather than gone (a loaded
+    /// machine, a link carrying a long backlog ahead of the pong) then answers again and is
+    /// back, with nothing that was queued for it lost. Closing at the first verdict dropped every message queued
     /// on the connection and, under load, made members close each other's links by the dozen
     /// (65 closes and 80 rep changes in one 5-node throughput trial).
     ///

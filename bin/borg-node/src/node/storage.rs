@@ -143,6 +143,14 @@ impl Storage {
         }
     }
 
+    /// Schedules one more ask of `peer` for `org`'s history `HISTORY_RETRY_AFTER` from now,
+    /// unless one was already scheduled or made on this connection.
+    fn retry_history_later(&mut self, peer: PeerId, org: &OrgName) {
+        self.history_retries
+            .entry((peer, org.clone()))
+            .or_insert(Some(Instant::now() + HISTORY_RETRY_AFTER));
+    }
+
     pub(super) fn forget_history_asks(&mut self, peer: &PeerId) {
         self.history_asked.retain(|(p, _)| p != peer);
         self.history_retries.retain(|(p, _), _| p != peer);
@@ -409,10 +417,7 @@ impl Node {
                     tracing::debug!(%peer, %org, %error, "history request failed");
                     // Ask once more a little later (if still connected), and on the next
                     // meeting in any case.
-                    self.storage
-                        .history_retries
-                        .entry((peer, org.clone()))
-                        .or_insert(Some(Instant::now() + HISTORY_RETRY_AFTER));
+                    self.storage.retry_history_later(peer, &org);
                     self.storage.history_asked.remove(&(peer, org));
                 }
             }
@@ -484,10 +489,7 @@ impl Node {
         // answers members only, and learns of us from our gossipsub subscription or our
         // announcement, which can arrive after our request): ask once more a little later.
         if page.messages.is_empty() && page.storing {
-            self.storage
-                .history_retries
-                .entry((peer, org.clone()))
-                .or_insert(Some(Instant::now() + HISTORY_RETRY_AFTER));
+            self.storage.retry_history_later(peer, &org);
         }
         let mut newest = None;
         let mut added = 0;
