@@ -716,6 +716,11 @@ struct Survey {
     /// When the view surveyed came about, by the nodes' own clocks (unix ms): the last node
     /// adopted its rep, or the rep first heard of its last member, whichever came later.
     settled_ms: u64,
+    /// The reason the most common view's rep got there (as its holders give it).
+    reason: String,
+    /// A few nodes outside the most common view, or that know no other member: why a run
+    /// does not converge.
+    outliers: Vec<String>,
 }
 
 impl std::fmt::Display for Survey {
@@ -723,9 +728,13 @@ impl std::fmt::Display for Survey {
         let (min, avg, max) = self.peers;
         write!(
             f,
-            "views {} (largest {})  rep knows {}  members known >= {}  peers {min}/{avg}/{max} (min/avg/max)",
-            self.views, self.largest, self.rep_knows, self.members_min
-        )
+            "views {} (largest {}, {})  rep knows {}  members known >= {}  peers {min}/{avg}/{max} (min/avg/max)",
+            self.views, self.largest, self.reason, self.rep_knows, self.members_min
+        )?;
+        for outlier in &self.outliers {
+            write!(f, "\n    {outlier}")?;
+        }
+        Ok(())
     }
 }
 
@@ -740,18 +749,35 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
     let mut rep_knows = 0;
     let mut settled_ms = 0;
     let mut asks = tokio::task::JoinSet::new();
-    for node in nodes {
+    for (i, node) in nodes.iter().enumerate() {
         let node = node.clone();
-        asks.spawn(async move { (node.orgs().await, node.status().await) });
+        asks.spawn(async move { (i, node.orgs().await, node.status().await) });
     }
+    // (node index, view, members known, peers, reason, connected to the seed)
+    let mut each = Vec::with_capacity(n);
+    let seed = nodes.first().map(|s| s.peer_id().to_string());
+    // (index, members) of the node that believes it is rep and knows the most.
+    let mut rep: Option<(usize, std::collections::HashSet<String>)> = None;
     while let Some(answer) = asks.join_next().await {
-        let Ok((Ok(orgs), Ok(status))) = answer else {
+        let Ok((i, Ok(orgs), Ok(status))) = answer else {
             *views.entry(None).or_default() += 1;
             continue;
         };
         let org = orgs.into_iter().find(|o| o.org == ORG);
+        each.push((
+            i,
+            org.as_ref()
+                .and_then(|o| o.rep.clone().map(|r| (r, o.term))),
+            org.as_ref().map_or(0, |o| o.members.len()),
+            status.peers.len(),
+            org.as_ref().map_or_else(String::new, |o| o.reason.clone()),
+            seed.as_ref().is_some_and(|s| status.peers.contains(s)),
+        ));
         members_min = members_min.min(org.as_ref().map_or(0, |o| o.members.len()));
         if let Some(o) = org.as_ref().filter(|o| o.am_rep) {
+            if o.members.len() > rep_knows {
+                rep = Some((i, o.members.iter().map(|m| m.peer_id.clone()).collect()));
+            }
             rep_knows = rep_knows.max(o.members.len());
             let last_learnt = o.members.iter().map(|m| m.known_since_ms).max();
             settled_ms = settled_ms.max(last_learnt.unwrap_or(0));
@@ -763,9 +789,101 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
         peers_max = peers_max.max(status.peers.len());
         peers_sum += status.peers.len();
     }
+    let common = views
+        .iter()
+        .max_by_key(|(_, count)| **count)
+        .and_then(|(view, _)| view.clone());
+    let reason = each
+        .iter()
+        .find(|e| e.1 == common)
+        .map_or_else(String::new, |e| e.4.clone());
+    let short = |peer: &str| {
+        peer.get(peer.len().saturating_sub(6)..)
+            .unwrap_or(peer)
+            .to_string()
+    };
+    let mut outliers = Vec::new();
+    // Members the (best informed) rep does not know, and their link to it seen from both ends.
+    if let Some((r, known)) = rep.as_ref().filter(|(_, known)| known.len() < n) {
+        let rep_node = &nodes[*r];
+        let rep_id = rep_node.peer_id().to_string();
+        let at_rep = rep_node.peers().await.unwrap_or_default();
+        for (i, node) in nodes.iter().enumerate() {
+            let id = node.peer_id().to_string();
+            if known.contains(&id) {
+                continue;
+            }
+            let here = node
+                .peers()
+                .await
+                .ok()
+                .and_then(|p| p.into_iter().find(|p| p.peer_id == rep_id));
+            let there = at_rep.iter().find(|p| p.peer_id == id);
+            let members = each.iter().find(|e| e.0 == i).map_or(0, |e| e.2);
+            outliers.push(format!(
+                "node {i} unknown to the rep: knows {members} members; its link to the rep: {}; at the rep: {}",
+                here.map_or("none".into(), |p| format!("{} conns, {} pongs, member {}", p.connections, p.pongs, !p.orgs.is_empty())),
+                there.map_or("none".into(), |p| format!("{} conns, {} pongs, member {}", p.connections, p.pongs, !p.orgs.is_empty())),
+            ));
+            if outliers.len() >= 3 {
+                break;
+            }
+        }
+    }
+    for (i, view, members, peers, reason, on_seed) in
+        each.iter().filter(|e| e.1 != common || e.2 < 2).take(5)
+    {
+        let mut line = format!(
+            "node {i}: view {} ({reason}), knows {members} members, {peers} peers{}",
+            view.as_ref()
+                .map_or_else(|| "none".to_string(), |(r, t)| format!("{}@{t}", short(r))),
+            if *on_seed {
+                ", the seed among them"
+            } else {
+                ""
+            }
+        );
+        // The link to the seed, seen from both ends: whether each knows the other as an org
+        // member (its subscription arrived, or it was heard), and the pongs on it.
+        if *on_seed && let (Some(node), Some(seed_node)) = (nodes.get(*i), nodes.first()) {
+            let me = node.peer_id().to_string();
+            let seed_id = seed_node.peer_id().to_string();
+            let here = node
+                .peers()
+                .await
+                .ok()
+                .and_then(|p| p.into_iter().find(|p| p.peer_id == seed_id));
+            let there = seed_node
+                .peers()
+                .await
+                .ok()
+                .and_then(|p| p.into_iter().find(|p| p.peer_id == me));
+            let side = |p: Option<borg_node::api::PeerInfo>| {
+                p.map_or_else(
+                    || "no link".to_string(),
+                    |p| {
+                        format!(
+                            "member {}, {} pongs, {} conns",
+                            !p.orgs.is_empty(),
+                            p.pongs,
+                            p.connections
+                        )
+                    },
+                )
+            };
+            line.push_str(&format!(
+                "; seed link: here {}, at the seed {}",
+                side(here),
+                side(there)
+            ));
+        }
+        outliers.push(line);
+    }
     Survey {
         views: views.len(),
         largest: views.values().copied().max().unwrap_or(0),
+        reason,
+        outliers,
         rep_knows,
         members_min,
         peers: (peers_min, peers_sum / n.max(1), peers_max),

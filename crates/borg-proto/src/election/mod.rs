@@ -278,6 +278,9 @@ pub struct Election<P> {
     succession: Vec<P>,
     members: BTreeMap<P, Member<P>>,
     connected: BTreeSet<P>,
+    /// Since when each connected peer has heard our announcements (its subscription to the
+    /// org's control topic arrived over a connection that is still up).
+    hears_us_since: BTreeMap<P, Instant>,
     joined_at: Instant,
     /// When the current rep was adopted: a rep never heard from directly is presumed alive
     /// for `silence_timeout` after that.
@@ -289,7 +292,7 @@ pub struct Election<P> {
     /// Within `settle_time` of joining or of the last rep change (see `heartbeat_settling`).
     settling: bool,
     next_heartbeat: Instant,
-    /// Announce at the next opportunity, at most once per `min_announce_gap` (rep only).
+    /// Announce at the next opportunity, at most once per announcement gap.
     announce_soon: bool,
     /// Announce at this time, whatever the gap: our own new ballot (now), or one we inferred
     /// and its rep has not announced yet (after `announce_suppress`).
@@ -317,6 +320,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             succession: Vec::new(),
             members: BTreeMap::new(),
             connected: BTreeSet::new(),
+            hears_us_since: BTreeMap::new(),
             joined_at: now,
             rep_adopted_at: now,
             rep_link_closed: false,
@@ -367,11 +371,26 @@ impl<P: Ord + Clone + Debug> Election<P> {
         }
     }
 
-    /// Another member exists (it subscribed to the org's control topic), though it may not
-    /// have announced itself yet.
-    pub fn handle_member_seen(&mut self, peer: P) {
-        if peer != self.me {
-            self.others_seen = true;
+    /// `peer` subscribed to the org's control topic: it is a member (though it may not have
+    /// announced itself yet), and from now on it hears this member's announcements.
+    ///
+    /// If `peer` is our rep and we are connected to it, we announce at once: see the rule
+    /// "a member whose link to its rep comes up" in `docs/election.md`. The moment is the
+    /// subscription rather than the connection because an announcement published when the
+    /// connection comes up reaches only the peers whose subscription is already known, and
+    /// the rep's arrives over that connection a moment later.
+    pub fn handle_subscribed(&mut self, peer: P, now: Instant) {
+        if peer == self.me {
+            return;
+        }
+        self.others_seen = true;
+        if !self.connected.contains(&peer) {
+            return;
+        }
+        self.hears_us_since.insert(peer.clone(), now);
+        if self.rep.as_ref() == Some(&peer) {
+            self.announce_at = Some(now);
+            self.evaluate(now);
         }
     }
 
@@ -493,21 +512,12 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if peer == self.me {
             return;
         }
-        let newly = self.connected.insert(peer.clone());
+        self.connected.insert(peer.clone());
         // The new score travels with the next heartbeat; the rep's line, if it changes,
-        // is announced by `act_as_rep`.
+        // is announced by `act_as_rep`. (A new link to the rep is announced over once the rep
+        // can hear it: `handle_subscribed`.)
         if let Some(m) = self.members.get_mut(&peer) {
             m.lost = None;
-        }
-        // The link to our rep just came up. A member's heartbeat reaches its neighbours only,
-        // so the rep of a large org may never have heard of this member: its hello found no
-        // one to reach, or reached only neighbours, before it learnt the rep's ballot from a
-        // neighbour and dialled the rep. Its next heartbeat is the rep's interval away (100 s
-        // at 1,000 members; measured: every member held the rep's ballot by 27 s, the rep
-        // learnt of its last member at 47 s). So it announces now, once per link, over the
-        // link the rep is about to hear it on.
-        if newly && self.rep.as_ref() == Some(&peer) && !self.am_rep() {
-            self.announce_at = Some(now);
         }
         self.evaluate(now);
     }
@@ -515,6 +525,11 @@ impl<P: Ord + Clone + Debug> Election<P> {
     /// The last connection to `peer` is gone.
     pub fn handle_disconnected(&mut self, peer: P, loss: Loss, now: Instant) {
         self.connected.remove(&peer);
+        if loss == Loss::Closed {
+            // (An unresponsive peer keeps its connection and subscription: if it answers
+            // again, it still hears us.)
+            self.hears_us_since.remove(&peer);
+        }
         if let Some(m) = self.members.get_mut(&peer) {
             m.lost = Some((now, loss));
         }
@@ -596,6 +611,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
             self.rep_link_closed = false;
         }
         let theirs = (ann.term, ann.rep.clone());
+        let theirs_is_lesser = self.ballot_is_lesser(ann.term, ann.ballot_score, ann.rep.as_ref());
         let from_rep = ann.rep.as_ref() == Some(&from);
         let from_our_rep = from_rep && ann.term == self.term && self.rep.as_ref() == Some(&from);
         if from_our_rep && !self.am_rep() {
@@ -665,11 +681,22 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if from_rep && holds_theirs {
             self.succession = ann.succession;
         }
-        // A member still on another ballot than the rep's has missed the rep's announcement of
-        // it (its link was busy or new): the rep answers with its own, at most once per gap.
-        // Otherwise, in a large org whose rep announces every ~100 s, such a member stayed on
-        // its own ballot that long (measured at 1,000 members: 98 s).
-        if self.am_rep() && !holds_theirs {
+        // A member still on another ballot than ours (none, or a lesser one: a greater one we
+        // adopted above) has missed the announcement of ours (its link was busy or new). The
+        // rep answers any such member, and so does a member that hears one of its own
+        // neighbours: with its own announcement, at most once per gap. Otherwise, in a large
+        // org whose members announce every ~100 s, such a member stayed on its own ballot that
+        // long (measured at 1,000 members: 98 s before the rep answered; and a newcomer linked
+        // to one busy member only, which no forwarded ballot reached, elected itself and
+        // stayed so for minutes).
+        // Only a *lesser* ballot is answered by a neighbour (one greater than ours that we did
+        // not adopt, its rep presumed dead, would make the two answer each other), and only
+        // by a member that has held its ballot for `settle_time`: while ballots are still
+        // spreading (members started together), every member hears lesser ones all the time,
+        // and answering them all kept a swarm of 1,000 busy with announcements.
+        let a_neighbour = self.connected.contains(&from);
+        let settled_neighbour = a_neighbour && theirs_is_lesser && !self.settling;
+        if !holds_theirs && (self.am_rep() || settled_neighbour) {
             self.announce_soon = true;
         }
         self.evaluate(now);
@@ -850,6 +877,19 @@ impl<P: Ord + Clone + Debug> Election<P> {
         } else {
             // Heard in a broadcast announcement: everyone else heard it too.
             self.announce_at = None;
+            // But the new rep may never have heard of this member: a heartbeat reaches
+            // neighbours only, and one linked to the rep before it was rep is not introduced
+            // by a new link (`handle_subscribed`). It introduces itself, unless it has
+            // announced since the rep could hear it. (Measured at 1,000 in-process members:
+            // all held the rep's ballot and the rep lacked one member for ~100 s, its
+            // heartbeat.)
+            let unheard = self.hears_us_since.get(&rep).is_some_and(|since| {
+                self.last_announced
+                    .is_none_or(|announced| announced < *since)
+            });
+            if unheard {
+                self.announce_soon = true;
+            }
         }
         self.outputs.push_back(Output::RepChanged {
             rep,
@@ -1040,6 +1080,15 @@ impl<P: Ord + Clone + Debug> Election<P> {
         z ^= z >> 31;
         let per_mille = 750 + (z % 500) as u32;
         interval * per_mille / 1000
+    }
+
+    /// Whether the ballot `(term, ballot_score, rep)` is less than the one held (rule 2's
+    /// order: term, then ballot score, then the lower rep peer id; no ballot is least).
+    fn ballot_is_lesser(&self, term: u64, ballot_score: u32, rep: Option<&P>) -> bool {
+        let (Some(mine), Some(theirs)) = (self.rep.as_ref(), rep) else {
+            return rep.is_none() && self.rep.is_some();
+        };
+        (term, ballot_score, Reverse(theirs)) < (self.term, self.ballot_score, Reverse(mine))
     }
 
     fn announce_gap_end(&self) -> Instant {

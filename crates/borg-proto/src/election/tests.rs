@@ -129,11 +129,23 @@ impl Sim {
         for j in peers {
             if self.linked(i, j) && self.can_talk(i, j) {
                 let now = self.now;
-                self.node(i).handle_connected(j, now);
-                self.node(j).handle_connected(i, now);
+                self.link_up(i, j, now);
             }
         }
         self.drain();
+    }
+
+    /// A link between `a` and `b` comes up as gossipsub brings one up: the connection, then
+    /// each side's subscription to the org's topics.
+    /// (A deaf member does not hear the subscription either.)
+    fn link_up(&mut self, a: u32, b: u32, now: Instant) {
+        self.node(a).handle_connected(b, now);
+        self.node(b).handle_connected(a, now);
+        for (to, from) in [(a, b), (b, a)] {
+            if !self.deaf.contains(&to) {
+                self.node(to).handle_subscribed(from, now);
+            }
+        }
     }
 
     fn node(&mut self, i: u32) -> &mut Election<u32> {
@@ -180,8 +192,7 @@ impl Sim {
             self.node(b).handle_disconnected(a, Loss::Unresponsive, now);
         }
         for &(a, b) in after.difference(&before) {
-            self.node(a).handle_connected(b, now);
-            self.node(b).handle_connected(a, now);
+            self.link_up(a, b, now);
         }
         self.drain();
     }
@@ -479,7 +490,10 @@ fn agreement_a_lone_early_election_does_not_take_the_org() {
         .chain([(0, 3)])
         .collect();
     let mut sim = Sim::new(6, links, 31);
+    // 0 (re)starts over a link too busy to deliver anything, not even 3's subscription: as
+    // far as it knows, it is alone.
     sim.deaf.insert(0);
+    sim.start(0);
     sim.run_for(Duration::from_millis(1_500));
     assert_eq!(
         sim.view(0),
@@ -565,9 +579,17 @@ fn agreement_a_member_introduces_itself_when_its_link_to_the_rep_comes_up() {
         0,
         "a heard ballot is not repeated"
     );
-    // Its link to the rep comes up: it announces over it, once.
+    // Its link to the rep comes up: it announces over it, once, when the rep's subscription
+    // has arrived over it (published before, the announcement would not reach the rep).
     now += MS;
     member.handle_connected(0, now);
+    member.handle_timeout(now);
+    assert_eq!(
+        drain_announcements(&mut member),
+        0,
+        "the rep cannot hear it yet"
+    );
+    member.handle_subscribed(0, now);
     member.handle_timeout(now);
     assert_eq!(drain_announcements(&mut member), 1, "introduced to the rep");
     now += MS;
@@ -580,6 +602,130 @@ fn agreement_a_member_introduces_itself_when_its_link_to_the_rep_comes_up() {
     );
     // A link to another member is no occasion.
     member.handle_connected(2, now);
+    member.handle_subscribed(2, now);
+    member.handle_timeout(now);
+    assert_eq!(drain_announcements(&mut member), 0);
+}
+
+/// A member already linked to the member that becomes its rep introduces itself when it
+/// learns the new ballot, unless it has announced since that link came up: no new link will
+/// make it do so, and its heartbeat is the rep's interval away.
+#[test]
+fn agreement_a_member_linked_to_its_new_rep_introduces_itself() {
+    let start = Instant::now();
+    let config = large_org_config();
+    let gap = config.min_announce_gap * 2;
+    let hello_then_link = |me: u32, to: u32| {
+        let mut e = Election::new(me, config.clone(), 1, start);
+        e.handle_timeout(start);
+        assert_eq!(drain_announcements(&mut e), 1, "its hello");
+        e.handle_connected(to, start + MS);
+        e.handle_subscribed(to, start + MS);
+        e
+    };
+    let now = start + 2 * MS;
+    // 3 becomes rep (its own announcement, or relayed: either way heard, not inferred).
+    let mut member = hello_then_link(5, 3);
+    let _ = member.handle_announcement(3, state(1, 1, Some(3)), now);
+    assert_eq!((member.term(), member.rep()), (1, Some(&3)));
+    member.handle_timeout(now + gap);
+    assert_eq!(
+        drain_announcements(&mut member),
+        1,
+        "introduced to the new rep"
+    );
+    // Linked to 3 and heard by it since (an answer to a neighbour here): nothing to add.
+    let mut heard = hello_then_link(6, 3);
+    let _ = heard.handle_announcement(4, state(1, 1, Some(4)), now);
+    let later = now + config.settle_time + gap;
+    heard.handle_timeout(later);
+    let _ = drain_announcements(&mut heard);
+    heard.handle_connected(9, later);
+    heard.handle_subscribed(9, later);
+    let _ = heard.handle_announcement(9, state(1, 0, None), later);
+    heard.handle_timeout(later + gap);
+    assert_eq!(drain_announcements(&mut heard), 1, "answered neighbour 9");
+    let _ = heard.handle_announcement(3, state(2, 2, Some(3)), later + gap);
+    assert_eq!(heard.rep(), Some(&3));
+    heard.handle_timeout(later + 2 * gap);
+    assert_eq!(drain_announcements(&mut heard), 0, "3 heard it already");
+    // Not linked to the new rep: a heard ballot is not repeated (the link, when it comes up,
+    // is the occasion).
+    let mut other = hello_then_link(7, 3);
+    let _ = other.handle_announcement(0, state(1, 1, Some(0)), now);
+    other.handle_timeout(now + gap);
+    assert_eq!(drain_announcements(&mut other), 0);
+}
+
+/// A member answers a neighbour that announces no ballot or a lesser one (it missed the
+/// announcement of the greater: a newcomer linked to one busy member that no forwarded ballot
+/// reached elected itself and stayed so for minutes at 1,000 members), at most once per gap
+/// and once its own ballot has settled; not a member it is not linked to (a relayed
+/// announcement), nor one on its own ballot.
+#[test]
+fn agreement_a_member_answers_a_neighbour_on_a_lesser_ballot() {
+    let start = Instant::now();
+    let config = large_org_config();
+    let gap = config.min_announce_gap * 2;
+    let mut member = Election::new(5u32, config.clone(), 1, start);
+    member.handle_connected(2, start);
+    member.handle_subscribed(2, start);
+    member.handle_timeout(start);
+    let _ = drain_announcements(&mut member);
+    let mut now = start + MS;
+    let rep_says = Announcement {
+        ballot_score: 40,
+        ..state(1, 1, Some(0))
+    };
+    let _ = member.handle_announcement(0, rep_says, now);
+    assert_eq!(member.rep(), Some(&0));
+    now += gap;
+    member.handle_timeout(now);
+    assert_eq!(
+        drain_announcements(&mut member),
+        0,
+        "a heard ballot is not repeated"
+    );
+    let mut seq = 10;
+    let mut hear = |member: &mut Election<u32>, from: u32, ann: Announcement<u32>, at: Instant| {
+        seq += 1;
+        let _ = member.handle_announcement(from, Announcement { seq, ..ann }, at);
+    };
+    // Neighbour 2 has no ballot yet. While the member's own ballot is new (ballots may still
+    // be spreading), it leaves that to the rep.
+    hear(&mut member, 2, state(0, 0, None), now);
+    now += gap;
+    member.handle_timeout(now);
+    assert_eq!(drain_announcements(&mut member), 0, "settling: no answer");
+    now += config.settle_time;
+    member.handle_timeout(now);
+    let _ = drain_announcements(&mut member); // its heartbeat, if due
+    hear(&mut member, 2, state(0, 0, None), now);
+    now += gap;
+    member.handle_timeout(now);
+    assert_eq!(
+        drain_announcements(&mut member),
+        1,
+        "answered the ballot-less neighbour"
+    );
+    // Neighbour 2 elected itself (term 1, a lower ballot score): answered again.
+    hear(&mut member, 2, state(0, 1, Some(2)), now);
+    assert_eq!(member.rep(), Some(&0), "ours is the greater ballot");
+    now += gap;
+    member.handle_timeout(now);
+    assert_eq!(
+        drain_announcements(&mut member),
+        1,
+        "answered the lesser ballot"
+    );
+    // Member 7, not a neighbour (its announcement was relayed), is left to its neighbours.
+    hear(&mut member, 7, state(0, 1, Some(7)), now);
+    now += gap;
+    member.handle_timeout(now);
+    assert_eq!(drain_announcements(&mut member), 0);
+    // Neighbour 2 on our ballot, with a lower score for it: nothing to answer.
+    hear(&mut member, 2, state(0, 1, Some(0)), now);
+    now += gap;
     member.handle_timeout(now);
     assert_eq!(drain_announcements(&mut member), 0);
 }
@@ -778,8 +924,7 @@ fn hysteresis_better_candidate_takes_over_only_after_hold() {
     for b in [5, 6, 7] {
         sim.links.insert((4, b));
         let now = sim.now;
-        sim.node(4).handle_connected(b, now);
-        sim.node(b).handle_connected(4, now);
+        sim.link_up(4, b, now);
     }
     sim.drain();
     sim.run_for(sim.config.hold / 2);
@@ -940,7 +1085,7 @@ fn first_election_newcomer_does_not_unseat_a_settled_rep() {
     let grace = config.join_grace;
     let mut newcomer = Election::new(0u32, config.clone(), 1, now);
     newcomer.handle_connected(5, now);
-    newcomer.handle_member_seen(5);
+    newcomer.handle_subscribed(5, now);
     newcomer.handle_timeout(now + grace + 10 * MS);
     assert_eq!(newcomer.rep(), None, "waits while the org is silent to it");
     let heartbeat = Announcement {
