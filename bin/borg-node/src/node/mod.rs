@@ -1010,16 +1010,17 @@ impl Node {
                 .gossipsub
                 .send_queue_stalled_since(&peer);
             if self.wedges.check(&peer, stalled_since, now) {
-                self.replace_wedged_connection(peer);
+                self.replace_connections(peer, "gossipsub cannot send to this peer any more");
             }
         }
     }
 
-    /// Replaces the connection(s) to `peer` whose gossipsub send path is wedged (see
-    /// `wedge`): dials a new connection first and closes the old ones once it is up, so the
-    /// peer never counts as disconnected (no failover, no member loss). Gossipsub keeps one
-    /// queue per peer, which the new connection's handler drains.
-    fn replace_wedged_connection(&mut self, peer: PeerId) {
+    /// Replaces the connection(s) to `peer` (whose gossipsub send path is wedged, see `wedge`,
+    /// or which stopped carrying anything; `why` says which for the log): dials a new
+    /// connection first and closes the old ones once it is up, so the peer never counts as
+    /// disconnected (no failover, no member loss). Gossipsub keeps one queue per peer, which
+    /// the new connection's handler drains.
+    fn replace_connections(&mut self, peer: PeerId, why: &str) {
         if self.replacing.contains_key(&peer) {
             return;
         }
@@ -1045,13 +1046,13 @@ impl Node {
         let dial = opts.connection_id();
         match self.swarm.dial(opts) {
             Ok(()) => {
-                tracing::warn!(%peer, connections = old.len(), "gossipsub cannot send to this peer any more; replacing the connection");
+                tracing::warn!(%peer, connections = old.len(), "{why}; replacing the connection");
                 self.replacing.insert(peer, (dial, old));
             }
             // Tried again at the next verdict, `wedge::WEDGED_AFTER` later (as is a dial that
             // fails later: see `OutgoingConnectionError`).
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "gossipsub cannot send to this peer any more, and a new connection could not be dialled")
+                tracing::warn!(%peer, error = %e, "{why}, and a new connection could not be dialled")
             }
         }
     }

@@ -257,7 +257,10 @@ impl Node {
         }
         for peer in deaf_to {
             if self.swarm.is_connected(&peer) {
-                self.replace_wedged_connection(peer);
+                self.replace_connections(
+                    peer,
+                    "heard no member of an org it shares with this peer",
+                );
             }
         }
     }
