@@ -31,7 +31,7 @@
 //! - the rep hands over to a member whose score beats its own by `margin` for `hold`.
 
 use std::{
-    cmp::Reverse,
+    cmp::{Ordering, Reverse},
     collections::{BTreeMap, BTreeSet, VecDeque},
     fmt::Debug,
     time::{Duration, Instant},
@@ -611,7 +611,8 @@ impl<P: Ord + Clone + Debug> Election<P> {
             self.rep_link_closed = false;
         }
         let theirs = (ann.term, ann.rep.clone());
-        let theirs_is_lesser = self.ballot_is_lesser(ann.term, ann.ballot_score, ann.rep.as_ref());
+        let theirs_is_lesser =
+            self.cmp_with_held(ann.term, ann.ballot_score, ann.rep.as_ref()) == Ordering::Less;
         let from_rep = ann.rep.as_ref() == Some(&from);
         let from_our_rep = from_rep && ann.term == self.term && self.rep.as_ref() == Some(&from);
         if from_our_rep && !self.am_rep() {
@@ -653,9 +654,8 @@ impl<P: Ord + Clone + Debug> Election<P> {
                 // so that all members order it alike against a rival.
                 self.ballot_score = self.ballot_score.max(ann.ballot_score);
             } else if ann.term == self.term
-                && self.rep.as_ref().is_none_or(|mine| {
-                    (ann.ballot_score, Reverse(&their_rep)) > (self.ballot_score, Reverse(mine))
-                })
+                && self.cmp_with_held(ann.term, ann.ballot_score, Some(&their_rep))
+                    == Ordering::Greater
                 && self.presumed_alive(&their_rep, now)
             {
                 // Two reps for one term: only possible when groups elected apart (a partition,
@@ -1082,13 +1082,15 @@ impl<P: Ord + Clone + Debug> Election<P> {
         interval * per_mille / 1000
     }
 
-    /// Whether the ballot `(term, ballot_score, rep)` is less than the one held (rule 2's
-    /// order: term, then ballot score, then the lower rep peer id; no ballot is least).
-    fn ballot_is_lesser(&self, term: u64, ballot_score: u32, rep: Option<&P>) -> bool {
-        let (Some(mine), Some(theirs)) = (self.rep.as_ref(), rep) else {
-            return rep.is_none() && self.rep.is_some();
-        };
-        (term, ballot_score, Reverse(theirs)) < (self.term, self.ballot_score, Reverse(mine))
+    /// How the ballot `(term, ballot_score, rep)` compares with the one held, by rule 2's
+    /// order: term, then ballot score, then the lower rep peer id; no ballot is least.
+    fn cmp_with_held(&self, term: u64, ballot_score: u32, rep: Option<&P>) -> Ordering {
+        let theirs = rep.map(|r| (term, ballot_score, Reverse(r)));
+        let mine = self
+            .rep
+            .as_ref()
+            .map(|r| (self.term, self.ballot_score, Reverse(r)));
+        theirs.cmp(&mine)
     }
 
     fn announce_gap_end(&self) -> Instant {
