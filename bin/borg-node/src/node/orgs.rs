@@ -247,21 +247,27 @@ impl Node {
         for org in self.orgs.values_mut() {
             if now.saturating_duration_since(org.deaf_since) < DEAF_AFTER
                 || org.election.members().next().is_some()
-                || org.subscribers.is_empty()
             {
                 continue;
             }
+            // `subscribers` also holds peers that disconnected since (gossipsub reports no
+            // unsubscription for them): only the connected ones can be replaced.
+            let swarm = &self.swarm;
+            let linked: Vec<PeerId> = org
+                .subscribers
+                .iter()
+                .copied()
+                .filter(|peer| swarm.is_connected(peer))
+                .collect();
+            if linked.is_empty() {
+                continue;
+            }
             org.deaf_since = now;
-            tracing::warn!(org = %org.name(), subscribers = org.subscribers.len(), "heard no member of the org in {DEAF_AFTER:?}; replacing the connections to its members");
-            deaf_to.extend(org.subscribers.iter().copied());
+            tracing::warn!(org = %org.name(), members = linked.len(), "heard no member of the org in {DEAF_AFTER:?}; replacing the connections to its members");
+            deaf_to.extend(linked);
         }
         for peer in deaf_to {
-            if self.swarm.is_connected(&peer) {
-                self.replace_connections(
-                    peer,
-                    "heard no member of an org it shares with this peer",
-                );
-            }
+            self.replace_connections(peer, "heard no member of an org it shares with this peer");
         }
     }
 
