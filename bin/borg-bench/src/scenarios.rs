@@ -738,6 +738,44 @@ impl std::fmt::Display for Survey {
     }
 }
 
+/// One node's answer to a survey.
+struct NodeView {
+    index: usize,
+    /// `(rep, term)`, if it has a rep.
+    view: Option<(String, u64)>,
+    /// Members it knows, itself included.
+    members: usize,
+    peers: usize,
+    /// Why its rep got there.
+    reason: String,
+    /// Whether it is connected to the seed (node 0).
+    on_seed: bool,
+}
+
+/// The link between nodes `a` and `b` as each end sees it: whether it knows the other as an
+/// org member (its subscription arrived, or it was heard), the pongs on it, its connections.
+async fn link_both_ends(
+    a: &borg_node::node::NodeHandle,
+    b: &borg_node::node::NodeHandle,
+) -> String {
+    let side = |from: Vec<borg_node::api::PeerInfo>, to: String| {
+        from.into_iter().find(|p| p.peer_id == to).map_or_else(
+            || "no link".to_string(),
+            |p| {
+                format!(
+                    "member {}, {} pongs, {} conns",
+                    !p.orgs.is_empty(),
+                    p.pongs,
+                    p.connections
+                )
+            },
+        )
+    };
+    let here = side(a.peers().await.unwrap_or_default(), b.peer_id().to_string());
+    let there = side(b.peers().await.unwrap_or_default(), a.peer_id().to_string());
+    format!("here {here}, at the other end {there}")
+}
+
 /// Asks every node at once for its view of the org: asked one by one, a round over 1,000
 /// busy event loops takes longer than the convergence it measures.
 async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
@@ -753,8 +791,7 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
         let node = node.clone();
         asks.spawn(async move { (i, node.orgs().await, node.status().await) });
     }
-    // (node index, view, members known, peers, reason, connected to the seed)
-    let mut each = Vec::with_capacity(n);
+    let mut each: Vec<NodeView> = Vec::with_capacity(n);
     let seed = nodes.first().map(|s| s.peer_id().to_string());
     // (index, members) of the node that believes it is rep and knows the most.
     let mut rep: Option<(usize, std::collections::HashSet<String>)> = None;
@@ -764,15 +801,16 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
             continue;
         };
         let org = orgs.into_iter().find(|o| o.org == ORG);
-        each.push((
-            i,
-            org.as_ref()
+        each.push(NodeView {
+            index: i,
+            view: org
+                .as_ref()
                 .and_then(|o| o.rep.clone().map(|r| (r, o.term))),
-            org.as_ref().map_or(0, |o| o.members.len()),
-            status.peers.len(),
-            org.as_ref().map_or_else(String::new, |o| o.reason.clone()),
-            seed.as_ref().is_some_and(|s| status.peers.contains(s)),
-        ));
+            members: org.as_ref().map_or(0, |o| o.members.len()),
+            peers: status.peers.len(),
+            reason: org.as_ref().map_or_else(String::new, |o| o.reason.clone()),
+            on_seed: seed.as_ref().is_some_and(|s| status.peers.contains(s)),
+        });
         members_min = members_min.min(org.as_ref().map_or(0, |o| o.members.len()));
         if let Some(o) = org.as_ref().filter(|o| o.am_rep) {
             if o.members.len() > rep_knows {
@@ -795,8 +833,8 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
         .and_then(|(view, _)| view.clone());
     let reason = each
         .iter()
-        .find(|e| e.1 == common)
-        .map_or_else(String::new, |e| e.4.clone());
+        .find(|e| e.view == common)
+        .map_or_else(String::new, |e| e.reason.clone());
     let short = |peer: &str| {
         peer.get(peer.len().saturating_sub(6)..)
             .unwrap_or(peer)
@@ -805,76 +843,40 @@ async fn survey(nodes: &[borg_node::node::NodeHandle]) -> Survey {
     let mut outliers = Vec::new();
     // Members the (best informed) rep does not know, and their link to it seen from both ends.
     if let Some((r, known)) = rep.as_ref().filter(|(_, known)| known.len() < n) {
-        let rep_node = &nodes[*r];
-        let rep_id = rep_node.peer_id().to_string();
-        let at_rep = rep_node.peers().await.unwrap_or_default();
-        for (i, node) in nodes.iter().enumerate() {
-            let id = node.peer_id().to_string();
-            if known.contains(&id) {
-                continue;
-            }
-            let here = node
-                .peers()
-                .await
-                .ok()
-                .and_then(|p| p.into_iter().find(|p| p.peer_id == rep_id));
-            let there = at_rep.iter().find(|p| p.peer_id == id);
-            let members = each.iter().find(|e| e.0 == i).map_or(0, |e| e.2);
+        let unknown = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| !known.contains(&node.peer_id().to_string()))
+            .take(3);
+        for (i, node) in unknown {
+            let members = each.iter().find(|e| e.index == i).map_or(0, |e| e.members);
             outliers.push(format!(
-                "node {i} unknown to the rep: knows {members} members; its link to the rep: {}; at the rep: {}",
-                here.map_or("none".into(), |p| format!("{} conns, {} pongs, member {}", p.connections, p.pongs, !p.orgs.is_empty())),
-                there.map_or("none".into(), |p| format!("{} conns, {} pongs, member {}", p.connections, p.pongs, !p.orgs.is_empty())),
+                "node {i} unknown to the rep: knows {members} members; its link to the rep: {}",
+                link_both_ends(node, &nodes[*r]).await
             ));
-            if outliers.len() >= 3 {
-                break;
-            }
         }
     }
-    for (i, view, members, peers, reason, on_seed) in
-        each.iter().filter(|e| e.1 != common || e.2 < 2).take(5)
+    for e in each
+        .iter()
+        .filter(|e| e.view != common || e.members < 2)
+        .take(5)
     {
         let mut line = format!(
-            "node {i}: view {} ({reason}), knows {members} members, {peers} peers{}",
-            view.as_ref()
+            "node {}: view {} ({}), knows {} members, {} peers",
+            e.index,
+            e.view
+                .as_ref()
                 .map_or_else(|| "none".to_string(), |(r, t)| format!("{}@{t}", short(r))),
-            if *on_seed {
-                ", the seed among them"
-            } else {
-                ""
-            }
+            e.reason,
+            e.members,
+            e.peers,
         );
-        // The link to the seed, seen from both ends: whether each knows the other as an org
-        // member (its subscription arrived, or it was heard), and the pongs on it.
-        if *on_seed && let (Some(node), Some(seed_node)) = (nodes.get(*i), nodes.first()) {
-            let me = node.peer_id().to_string();
-            let seed_id = seed_node.peer_id().to_string();
-            let here = node
-                .peers()
-                .await
-                .ok()
-                .and_then(|p| p.into_iter().find(|p| p.peer_id == seed_id));
-            let there = seed_node
-                .peers()
-                .await
-                .ok()
-                .and_then(|p| p.into_iter().find(|p| p.peer_id == me));
-            let side = |p: Option<borg_node::api::PeerInfo>| {
-                p.map_or_else(
-                    || "no link".to_string(),
-                    |p| {
-                        format!(
-                            "member {}, {} pongs, {} conns",
-                            !p.orgs.is_empty(),
-                            p.pongs,
-                            p.connections
-                        )
-                    },
-                )
-            };
+        if e.on_seed
+            && let (Some(node), Some(seed_node)) = (nodes.get(e.index), nodes.first())
+        {
             line.push_str(&format!(
-                "; seed link: here {}, at the seed {}",
-                side(here),
-                side(there)
+                ", the seed among them; seed link: {}",
+                link_both_ends(node, seed_node).await
             ));
         }
         outliers.push(line);
