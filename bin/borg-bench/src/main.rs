@@ -2,7 +2,7 @@
 //!
 //! - Real `borg-node` processes on an emulated LAN (network namespaces, as root), or on
 //!   loopback with `--bootstrap` when namespaces cannot be made; it says which.
-//! - In-process swarms (memory transport, Noise) for scale.
+//! - In-process swarms (TCP on loopback, Noise, yamux; many to a child process) for scale.
 //! - Targets are goals, not assertions: a missed target prints `pass = false`.
 //! - Interrupted (SIGINT/SIGTERM), it kills its processes and removes its namespaces and temp
 //!   dirs before exiting.
@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+mod scale;
 mod scenarios;
 
 /// Measures borg-net end to end.
@@ -38,9 +39,20 @@ struct Args {
     /// --quick).
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     scale_sizes: Vec<usize>,
-    /// Run the scale scenario in this process (set by the parent borg-bench for its child).
+    /// Run one shard of the scale scenario: nodes of an org of the one `--scale-sizes`, in this
+    /// process, reporting to the parent borg-bench on stdout until stdin closes (the parent
+    /// starts its shards with this).
     #[arg(long, hide = true)]
-    scale_here: bool,
+    scale_shard: bool,
+    /// How many nodes the shard runs.
+    #[arg(long, hide = true, default_value_t = 0)]
+    scale_shard_nodes: usize,
+    /// The number of the shard's first node in the org.
+    #[arg(long, hide = true, default_value_t = 0)]
+    scale_shard_first: usize,
+    /// The seed's address (absent: the shard starts the seed).
+    #[arg(long, hide = true)]
+    scale_seed: Option<String>,
 }
 
 /// One scenario's result.
@@ -178,6 +190,24 @@ fn main() -> Result<()> {
         borg_lab::emergency_cleanup();
         std::process::exit(130);
     });
+    if args.scale_shard {
+        // Its stdout belongs to the parent's protocol: no header, no table.
+        let [org_size] = args.scale_sizes[..] else {
+            anyhow::bail!("--scale-shard takes one --scale-sizes (the org's size)");
+        };
+        anyhow::ensure!(
+            args.scale_shard_nodes >= 1,
+            "--scale-shard needs --scale-shard-nodes"
+        );
+        let shard = scale::Shard {
+            org_size,
+            nodes: args.scale_shard_nodes,
+            first: args.scale_shard_first,
+            seed: args.scale_seed,
+        };
+        scale::run_shard(&shard, &runtime);
+        return Ok(());
+    }
     let namespaces = borg_lab::lab_possible();
     println!(
         "borg-bench: real processes on {}; borg-node = {}",
@@ -195,7 +225,6 @@ fn main() -> Result<()> {
         trials: args.trials.unwrap_or(if args.quick { 3 } else { 5 }).max(1),
         only: args.only,
         scale_sizes: args.scale_sizes,
-        scale_here: args.scale_here,
     };
     let started = std::time::Instant::now();
     let rows = scenarios::run_all(&plan, &runtime);
