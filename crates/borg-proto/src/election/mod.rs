@@ -440,10 +440,17 @@ impl<P: Ord + Clone + Debug> Election<P> {
 
     /// This member's score: the members it is directly connected to.
     pub fn score(&self) -> u32 {
-        self.members
-            .keys()
-            .filter(|p| self.connected.contains(*p))
-            .count() as u32
+        // Both sets are ordered by peer id: one pass over each rather than a lookup per member
+        // (a rep of 1,000 members computes its score at every announcement it hears).
+        let mut members = self.members.keys().peekable();
+        let mut score = 0;
+        for peer in &self.connected {
+            while members.next_if(|m| *m < peer).is_some() {}
+            if members.peek() == Some(&peer) {
+                score += 1;
+            }
+        }
+        score
     }
 
     /// The known members other than this one.
@@ -828,17 +835,24 @@ impl<P: Ord + Clone + Debug> Election<P> {
         self.member_alive(peer, now).unwrap_or(true)
     }
 
-    /// Live members (this one included), best first: most connections, then lowest peer id.
-    fn ranked_alive(&self, now: Instant) -> Vec<P> {
-        let mut alive: Vec<(Reverse<u32>, P)> = self
+    /// The best `limit` live members (this one included), best first: most connections, then
+    /// lowest peer id. Only that head is sorted: a rep ranks its members at every announcement
+    /// it hears, and sorting all of them (a clone of every peer id, ten comparisons each) took
+    /// 4 % of the CPU of 1,000 in-process members starting together, most of it the rep's.
+    fn ranked_alive(&self, now: Instant, limit: usize) -> Vec<P> {
+        let mut alive: Vec<(Reverse<u32>, &P)> = self
             .members
             .iter()
             .filter(|(p, _)| self.alive(p, now))
-            .map(|(p, m)| (Reverse(m.score), p.clone()))
-            .chain(std::iter::once((Reverse(self.score()), self.me.clone())))
+            .map(|(p, m)| (Reverse(m.score), p))
+            .chain(std::iter::once((Reverse(self.score()), &self.me)))
             .collect();
+        if limit < alive.len() {
+            alive.select_nth_unstable(limit);
+            alive.truncate(limit);
+        }
         alive.sort_unstable();
-        alive.into_iter().map(|(_, p)| p).collect()
+        alive.into_iter().map(|(_, p)| p.clone()).collect()
     }
 
     fn adopt(
@@ -909,7 +923,11 @@ impl<P: Ord + Clone + Debug> Election<P> {
             .iter()
             .find(|p| Some(*p) != lost && self.presumed_alive(p, now))
             .cloned()
-            .or_else(|| self.ranked_alive(now).into_iter().find(|p| Some(p) != lost))
+            .or_else(|| {
+                self.ranked_alive(now, 2)
+                    .into_iter()
+                    .find(|p| Some(p) != lost)
+            })
             .unwrap_or_else(|| self.me.clone())
     }
 
@@ -968,7 +986,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         match self.rep.clone() {
             None => {
                 if now >= self.first_election_at() {
-                    let best = self.ranked_alive(now).swap_remove(0);
+                    let best = self.ranked_alive(now, 1).swap_remove(0);
                     let score = self.score_of(&best);
                     self.adopt(
                         self.term + 1,
@@ -1009,7 +1027,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
     }
 
     fn act_as_rep(&mut self, now: Instant) {
-        let mut line = self.ranked_alive(now);
+        let mut line = self.ranked_alive(now, self.config.max_succession + 1);
         line.retain(|p| *p != self.me);
         line.truncate(self.config.max_succession);
         if line != self.succession {

@@ -965,6 +965,37 @@ fn partitions_each_side_elects_then_heal_converges_to_one() {
     sim.assert_agreement();
 }
 
+proptest! {
+    /// The rep ranks only the head of its members (`ranked_alive` with a limit) and counts its
+    /// score in one pass over two ordered sets: both give what sorting every member and
+    /// looking each one up gave.
+    #[test]
+    fn rank_the_head_of_the_rank_is_that_of_the_full_sort(
+        members in proptest::collection::btree_map(1u32..100, (0u32..20, any::<bool>()), 0..60),
+        limit in 0usize..40,
+    ) {
+        let now = Instant::now();
+        let mut e = Election::new(100u32, large_org_config(), 1, now);
+        for (seq, (peer, (score, connected))) in members.iter().enumerate() {
+            if *connected {
+                e.handle_connected(*peer, now);
+            }
+            let ann = Announcement { score: *score, ..state(seq as u64 + 1, 0, None) };
+            let _ = e.handle_announcement(*peer, ann, now);
+        }
+        let score = members.values().filter(|(_, connected)| *connected).count() as u32;
+        prop_assert_eq!(e.score(), score);
+        let mut full: Vec<(Reverse<u32>, u32)> = members
+            .iter()
+            .map(|(peer, (score, _))| (Reverse(*score), *peer))
+            .chain(std::iter::once((Reverse(score), 100)))
+            .collect();
+        full.sort_unstable();
+        let head: Vec<u32> = full.into_iter().take(limit).map(|(_, p)| p).collect();
+        prop_assert_eq!(e.ranked_alive(now, limit), head);
+    }
+}
+
 #[test]
 fn rank_order_of_peer_ids_is_their_byte_order() {
     // The documented tie-break is the order of peer ids' binary encodings.
