@@ -675,15 +675,11 @@ pub async fn start(
     }
     node.drain_elections();
     let run = node.run(commands_rx);
-    let task = if transport == TransportKind::Memory {
-        // Many nodes share the process (tests, borg-bench scale): each line of the log says
-        // whose it is, by the end of its peer id.
-        let id = keypair.public().to_peer_id().to_base58();
-        let span = tracing::info_span!("node", id = &id[id.len().saturating_sub(6)..]);
-        tokio::spawn(tracing::Instrument::instrument(run, span))
-    } else {
-        tokio::spawn(run)
-    };
+    // Many nodes may share the process (tests, borg-bench scale) or one log (the LAN lab):
+    // each line of the log says whose it is, by the end of its peer id.
+    let id = keypair.public().to_peer_id().to_base58();
+    let span = tracing::info_span!("node", id = &id[id.len().saturating_sub(6)..]);
+    let task = tokio::spawn(tracing::Instrument::instrument(run, span));
     Ok(NodeHandle {
         peer_id: keypair.public().to_peer_id(),
         commands: commands_tx,
