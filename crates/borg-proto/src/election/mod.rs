@@ -196,8 +196,9 @@ pub enum AnnouncementKind {
 ///
 /// Announcements are published to the sender's direct neighbours (gossipsub flood
 /// publishing); a receiver forwards only what the org needs to hear from afar: the rep's own
-/// announcements (the view and the line of succession), goodbyes, and a ballot that the
-/// receiver itself has just adopted (a new ballot must reach everyone). A member's routine
+/// announcements (the view and the line of succession; not those of a rival rep whose ballot is
+/// lesser than the receiver's), goodbyes, and a ballot that the receiver itself has just
+/// adopted (a new ballot must reach everyone). A member's routine
 /// heartbeat, or a newcomer's first hello, stays with its neighbours and its rep, to whom
 /// every member keeps a connection: broadcast to the whole org, the hellos of *n* members
 /// joining cost *n²* signature checks (1,000 members: a million, ~45 CPU-seconds).
@@ -549,8 +550,18 @@ impl<P: Ord + Clone + Debug> Election<P> {
         if from == self.me || (ann.term > 0 && ann.rep.is_none()) {
             return Relay::No;
         }
-        // Goodbyes and the rep's own announcements always travel on.
-        let for_everyone = ann.kind == AnnouncementKind::Leaving || ann.rep.as_ref() == Some(&from);
+        // Goodbyes and the rep's own announcements travel on, except a rival rep's on a ballot
+        // lesser than this member's: its members near it hear it from each other, and beyond
+        // this member it would reach members that hold a greater ballot (they need not hear it)
+        // or holders of its ballot whose neighbours hold a greater one (they move to that one
+        // when they hear those neighbours). Members started together each elect someone, and
+        // hundreds of such reps heartbeating to the whole org kept 1,000 members busy
+        // checking signatures: agreement took 16-27 s (median 20.5 s, 5 trials); with this
+        // rule, 12-18 s (median 15.4 s).
+        let rival_of_lesser_ballot = (ann.term, ann.rep.as_ref()) != (self.term, self.rep.as_ref())
+            && self.cmp_with_held(ann.term, ann.ballot_score, ann.rep.as_ref()) == Ordering::Less;
+        let for_everyone = ann.kind == AnnouncementKind::Leaving
+            || (ann.rep.as_ref() == Some(&from) && !rival_of_lesser_ballot);
         let before = (self.term, self.rep.clone());
         let announced = (ann.term, ann.rep.clone());
         if !self.apply_announcement(from, ann, now) {

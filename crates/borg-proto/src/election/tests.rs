@@ -1228,6 +1228,37 @@ fn heartbeat_newcomer_of_a_large_org_follows_the_reps_interval() {
 /// reach everyone. 40 members on a ring, each also linked to member 0 (the rep, as every
 /// member keeps a connection to its rep): broadcast, every announcement would be delivered 39
 /// times.
+/// A rep's own announcement travels on, unless the receiver holds a greater ballot: then it is
+/// a rival's, which beyond the receiver only reaches members that need not hear it.
+#[test]
+fn relay_a_rival_reps_announcement_on_a_lesser_ballot_stops_here() {
+    let now = Instant::now();
+    let mut member = Election::new(10u32, large_org_config(), 1, now);
+    let own = |seq: u64, rep: u32, ballot_score: u32| Announcement {
+        ballot_score,
+        ..state(seq, 1, Some(rep))
+    };
+    // Rep 9's ballot, adopted from it: forwarded.
+    assert_eq!(member.handle_announcement(9, own(1, 9, 5), now), Relay::Yes);
+    assert_eq!(member.rep(), Some(&9));
+    // Rep 9 again (the ballot held): forwarded.
+    assert_eq!(member.handle_announcement(9, own(2, 9, 5), now), Relay::Yes);
+    // Rival rep 8 on a lesser ballot (score 2 < 5): not forwarded, not adopted.
+    assert_eq!(member.handle_announcement(8, own(1, 8, 2), now), Relay::No);
+    assert_eq!(member.rep(), Some(&9));
+    // Its goodbye still travels.
+    let goodbye = Announcement {
+        kind: AnnouncementKind::Leaving,
+        ..own(2, 8, 2)
+    };
+    assert_eq!(member.handle_announcement(8, goodbye, now), Relay::Yes);
+    // Rival rep 7 on a greater ballot (score 9): adopted and forwarded.
+    assert_eq!(member.handle_announcement(7, own(1, 7, 9), now), Relay::Yes);
+    assert_eq!(member.rep(), Some(&7));
+    // Rep 9 is now the rival on a lesser ballot.
+    assert_eq!(member.handle_announcement(9, own(3, 9, 5), now), Relay::No);
+}
+
 #[test]
 fn relay_members_heartbeats_stay_with_their_neighbours() {
     let n = 40;
