@@ -406,6 +406,8 @@ fn trial(plan: &Plan, n: usize) -> Result<Vec<Row>, String> {
                         eprintln!("scale {n}: shard {k} failed while settling: {e}");
                         break;
                     }
+                    // Every shard's reader has ended (each reported its end first).
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     _ => {}
                 }
             }
