@@ -558,13 +558,15 @@ impl<P: Ord + Clone + Debug> Election<P> {
         // hundreds of such reps heartbeating to the whole org kept 1,000 members busy
         // checking signatures: agreement took 16-27 s (median 20.5 s, 5 trials); with this
         // rule, 12-18 s (median 15.4 s).
-        let rival_of_lesser_ballot = (ann.term, ann.rep.as_ref()) != (self.term, self.rep.as_ref())
+        // (Another ballot than the one held, and a lesser one: the same ballot with a lower
+        // score is not a rival's.)
+        let lesser_ballot = (ann.term, ann.rep.as_ref()) != (self.term, self.rep.as_ref())
             && self.cmp_with_held(ann.term, ann.ballot_score, ann.rep.as_ref()) == Ordering::Less;
         let for_everyone = ann.kind == AnnouncementKind::Leaving
-            || (ann.rep.as_ref() == Some(&from) && !rival_of_lesser_ballot);
+            || (ann.rep.as_ref() == Some(&from) && !lesser_ballot);
         let before = (self.term, self.rep.clone());
         let announced = (ann.term, ann.rep.clone());
-        if !self.apply_announcement(from, ann, now) {
+        if !self.apply_announcement(from, ann, lesser_ballot, now) {
             return Relay::No; // stale
         }
         let now_held = (self.term, self.rep.clone());
@@ -578,7 +580,14 @@ impl<P: Ord + Clone + Debug> Election<P> {
     }
 
     /// Applies a fresh announcement; false if it was stale (reordered or duplicated).
-    fn apply_announcement(&mut self, from: P, ann: Announcement<P>, now: Instant) -> bool {
+    /// `lesser_ballot`: it states another ballot than the one held, and a lesser one.
+    fn apply_announcement(
+        &mut self,
+        from: P,
+        ann: Announcement<P>,
+        lesser_ballot: bool,
+        now: Instant,
+    ) -> bool {
         match self.members.get_mut(&from) {
             Some(m) => {
                 if m.incarnation == ann.incarnation && ann.seq <= m.seq {
@@ -629,8 +638,6 @@ impl<P: Ord + Clone + Debug> Election<P> {
             self.rep_link_closed = false;
         }
         let theirs = (ann.term, ann.rep.clone());
-        let theirs_is_lesser =
-            self.cmp_with_held(ann.term, ann.ballot_score, ann.rep.as_ref()) == Ordering::Less;
         let from_rep = ann.rep.as_ref() == Some(&from);
         let from_our_rep = from_rep && ann.term == self.term && self.rep.as_ref() == Some(&from);
         if from_our_rep && !self.am_rep() {
@@ -713,7 +720,7 @@ impl<P: Ord + Clone + Debug> Election<P> {
         // spreading (members started together), every member hears lesser ones all the time,
         // and answering them all kept a swarm of 1,000 busy with announcements.
         let a_neighbour = self.connected.contains(&from);
-        let settled_neighbour = a_neighbour && theirs_is_lesser && !self.settling;
+        let settled_neighbour = a_neighbour && lesser_ballot && !self.settling;
         if !holds_theirs && (self.am_rep() || settled_neighbour) {
             self.announce_soon = true;
         }
