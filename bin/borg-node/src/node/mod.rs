@@ -87,6 +87,14 @@ const DISCOVERY_MIN_GAP: Duration = Duration::from_secs(2);
 /// large org's members connected to dozens of peers each.
 const PROVIDE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
+/// What a member lookup has found so far: providers other than this node, and how many of
+/// them were neither connected nor being dialled when found.
+#[derive(Debug, Default)]
+struct LookupTally {
+    others: usize,
+    unlinked: usize,
+}
+
 /// `period` times a random factor in [0.8, 1.2]. Nodes started together (a test swarm, a LAN
 /// after a power cut) would otherwise repeat their periodic DHT work all at the same moment,
 /// every time: 1,000 lookups of one key at once, all through the few nodes closest to it.
@@ -446,6 +454,8 @@ struct Node {
     next_discovery: Instant,
     discovery_backoff: Duration,
     last_discovery: Option<Instant>,
+    /// The member lookups in flight, and what each has found so far.
+    member_lookups: HashMap<kad::QueryId, LookupTally>,
     /// When memberships were last announced in the DHT, and how long until the next time.
     last_provide: Option<(Instant, Duration)>,
     last_tick: Option<Instant>,
@@ -662,6 +672,7 @@ pub async fn start(
         next_discovery: now,
         discovery_backoff: DISCOVERY_BACKOFF_START,
         last_discovery: None,
+        member_lookups: HashMap::new(),
         last_provide: None,
         last_tick: None,
         shutdown_reply: None,
@@ -806,7 +817,7 @@ impl Node {
         }
         if now >= self.next_discovery {
             self.discover_members(now);
-            self.next_discovery = now + self.discovery_backoff;
+            self.next_discovery = now + jittered(self.discovery_backoff);
             self.discovery_backoff =
                 (self.discovery_backoff * 2).min(self.config.discovery_interval);
         }
@@ -836,7 +847,9 @@ impl Node {
                 |q| matches!(q.info(), kad::QueryInfo::GetProviders { key: k, .. } if *k == key),
             );
             if look && !running {
-                kad.get_providers(key);
+                tracing::debug!(%org, "looking up members");
+                let id = kad.get_providers(key);
+                self.member_lookups.insert(id, LookupTally::default());
             }
         }
     }
@@ -1309,6 +1322,57 @@ impl Node {
         self.links.len() + self.member_dials.len()
     }
 
+    /// Providers of an org's key that a member lookup (`id`) found: dials the new ones.
+    fn on_members_found(&mut self, id: kad::QueryId, providers: HashSet<PeerId>) {
+        let me = self.local_peer_id();
+        let others: Vec<PeerId> = providers.into_iter().filter(|p| *p != me).collect();
+        let unlinked = others.iter().filter(|p| self.is_unlinked(p)).count();
+        if let Some(tally) = self.member_lookups.get_mut(&id) {
+            tally.others += others.len();
+            tally.unlinked += unlinked;
+        }
+        self.dial_members(
+            others.into_iter().map(|p| (p, Vec::new())).collect(),
+            Found::Elsewhere,
+        );
+        // Enough candidates: the rest of the lookup would only fetch the same long
+        // provider list from more of the nodes closest to the org key. (Measured at
+        // 1,000 in-process members: lookups kept two cores busy long after the org
+        // had agreed.)
+        if self.member_links(Instant::now()) >= self.config.org_degree
+            && let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id)
+        {
+            query.finish();
+        }
+    }
+
+    /// A member lookup ended. If it found members and every one of them was linked already,
+    /// this node knows its org: the quick rounds that follow a change (1, 2, 4, 8, 16 s) would
+    /// find the same members again, so the next round waits the full `discovery_interval`.
+    /// Each round is a lookup through ~20 nodes; in a LAN org smaller than `org_degree`, whose
+    /// members all start together (a power cut), every member's rounds fell at the same
+    /// moments and stalled the org's message delivery for ~0.3 s each time (borg-bench
+    /// org-latency, 21 nodes on 2 cores). A lookup that found no one (the other members may not
+    /// have announced themselves yet) or someone new keeps the quick rounds.
+    fn on_member_lookup_done(&mut self, id: kad::QueryId) {
+        if let Some(tally) = self.member_lookups.remove(&id)
+            && tally.others > 0
+            && tally.unlinked == 0
+        {
+            tracing::debug!(
+                members = tally.others,
+                next_round_secs = self.config.discovery_interval.as_secs(),
+                "member lookup found no one new"
+            );
+            self.discovery_backoff = self.config.discovery_interval;
+        }
+    }
+
+    /// Whether `peer` is neither connected nor being dialled as a member.
+    fn is_unlinked(&self, peer: &PeerId) -> bool {
+        !self.swarm.is_connected(peer) && !self.member_dials.contains_key(peer)
+    }
+
     /// Dials some of `candidates` (found on the LAN or in the DHT), at random, until this node
     /// has `org_degree` neighbours: a random graph of bounded degree rather than a full mesh,
     /// so that a large org costs each member a constant number of connections.
@@ -1325,11 +1389,7 @@ impl Node {
             .saturating_sub(self.member_links(now));
         let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = candidates
             .into_iter()
-            .filter(|(peer, _)| {
-                *peer != me
-                    && !self.swarm.is_connected(peer)
-                    && !self.member_dials.contains_key(peer)
-            })
+            .filter(|(peer, _)| *peer != me && self.is_unlinked(peer))
             .collect();
         candidates.shuffle(&mut rand::thread_rng());
         for (peer, addrs) in candidates.into_iter().take(budget) {
@@ -1610,26 +1670,16 @@ impl Node {
                 }
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                result:
-                    kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
-                        providers,
-                        ..
-                    })),
+                result: kad::QueryResult::GetProviders(result),
                 id,
+                step,
                 ..
             }) => {
-                self.dial_members(
-                    providers.into_iter().map(|p| (p, Vec::new())).collect(),
-                    Found::Elsewhere,
-                );
-                // Enough candidates: the rest of the lookup would only fetch the same long
-                // provider list from more of the nodes closest to the org key. (Measured at
-                // 1,000 in-process members: lookups kept two cores busy long after the org
-                // had agreed.)
-                if self.member_links(Instant::now()) >= self.config.org_degree
-                    && let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id)
-                {
-                    query.finish();
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    self.on_members_found(id, providers);
+                }
+                if step.last {
+                    self.on_member_lookup_done(id);
                 }
             }
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(event),
