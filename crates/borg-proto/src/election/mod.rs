@@ -196,12 +196,12 @@ pub enum AnnouncementKind {
 ///
 /// Announcements are published to the sender's direct neighbours (gossipsub flood
 /// publishing); a receiver forwards only what the org needs to hear from afar: the rep's own
-/// announcements (the view and the line of succession; not those of a rival rep whose ballot is
-/// lesser than the receiver's), goodbyes, and a ballot that the receiver itself has just
-/// adopted (a new ballot must reach everyone). A member's routine
-/// heartbeat, or a newcomer's first hello, stays with its neighbours and its rep, to whom
-/// every member keeps a connection: broadcast to the whole org, the hellos of *n* members
-/// joining cost *n²* signature checks (1,000 members: a million, ~45 CPU-seconds).
+/// announcements (the view and the line of succession; not those of a rival rep whose ballot
+/// is lesser than the receiver's), goodbyes, and a ballot that the receiver itself has just
+/// adopted (a new ballot must reach everyone). A member's routine heartbeat, or a newcomer's
+/// first hello, stays with its neighbours and its rep, to whom every member keeps a
+/// connection: broadcast to the whole org, the hellos of *n* members joining cost *n²*
+/// signature checks (1,000 members: a million, ~45 CPU-seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Relay {

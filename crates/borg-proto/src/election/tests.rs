@@ -1223,11 +1223,6 @@ fn heartbeat_newcomer_of_a_large_org_follows_the_reps_interval() {
     assert_eq!(other.heartbeat(), config.heartbeat_settling);
 }
 
-/// In an org that is not a full mesh, a member's routine heartbeat reaches its neighbours
-/// (and the rep, to whom it keeps a connection) and stops there; the rep's own announcements
-/// reach everyone. 40 members on a ring, each also linked to member 0 (the rep, as every
-/// member keeps a connection to its rep): broadcast, every announcement would be delivered 39
-/// times.
 /// A rep's own announcement travels on, unless the receiver holds a greater ballot: then it is
 /// a rival's, which beyond the receiver only reaches members that need not hear it.
 #[test]
@@ -1259,6 +1254,11 @@ fn relay_a_rival_reps_announcement_on_a_lesser_ballot_stops_here() {
     assert_eq!(member.handle_announcement(9, own(3, 9, 5), now), Relay::No);
 }
 
+/// In an org that is not a full mesh, a member's routine heartbeat reaches its neighbours
+/// (and the rep, to whom it keeps a connection) and stops there; the rep's own announcements
+/// reach everyone. 40 members on a ring, each also linked to member 0 (the rep, as every
+/// member keeps a connection to its rep): broadcast, every announcement would be delivered 39
+/// times.
 #[test]
 fn relay_members_heartbeats_stay_with_their_neighbours() {
     let n = 40;
