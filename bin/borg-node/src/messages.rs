@@ -14,7 +14,7 @@ use std::{
     hash::Hash,
 };
 
-use borg_proto::{Envelope, MessageId, OrgName};
+use borg_proto::{Envelope, MessageId, OrgName, Unverified, envelope::DecodeError, verify_batch};
 use libp2p::gossipsub;
 
 /// How many message ids are remembered for deduplication. At 1,000 messages per second that
@@ -74,35 +74,67 @@ pub enum Verdict {
     Invalid(String),
 }
 
+/// A message on the topic of a joined org that passed every check but its signatures.
+#[derive(Debug)]
+pub struct Screened {
+    org: OrgName,
+    envelope: Unverified,
+}
+
+/// The first step of [`check_message`]: every rule but the signatures and deduplication,
+/// which are left to [`conclude`] so that the signatures of several messages can be checked
+/// together. `Err` is the verdict on a message that needs no signature check to judge.
+pub fn screen_message(
+    message: &gossipsub::Message,
+    joined: impl Fn(&OrgName) -> bool,
+) -> Result<Screened, Verdict> {
+    let Some(topic_org) = OrgName::from_message_topic(message.topic.as_str()) else {
+        return Err(Verdict::Invalid(format!("unknown topic {}", message.topic)));
+    };
+    if !joined(&topic_org) {
+        return Err(Verdict::NotJoined);
+    }
+    let envelope = Envelope::parse(&message.data).map_err(|e| Verdict::Invalid(e.to_string()))?;
+    let claimed_org = envelope.claimed_org();
+    if *claimed_org != topic_org {
+        return Err(Verdict::Invalid(format!(
+            "envelope for org {claimed_org} on the topic of org {topic_org}"
+        )));
+    }
+    Ok(Screened {
+        org: topic_org,
+        envelope,
+    })
+}
+
+/// The second step: checks the signatures of `screened` (in batches) and deduplicates, in
+/// order. The verdicts are those [`check_message`] gives each message in turn.
+pub fn conclude(screened: Vec<Screened>, seen: &mut SeenIds) -> Vec<Verdict> {
+    let (orgs, envelopes): (Vec<OrgName>, Vec<Unverified>) =
+        screened.into_iter().map(|s| (s.org, s.envelope)).unzip();
+    orgs.into_iter()
+        .zip(verify_batch(envelopes))
+        .map(|(org, verified)| judge(org, verified, seen))
+        .collect()
+}
+
+fn judge(org: OrgName, verified: Result<Envelope, DecodeError>, seen: &mut SeenIds) -> Verdict {
+    match verified {
+        Err(e) => Verdict::Invalid(e.to_string()),
+        Ok(envelope) if seen.insert((org, envelope.id())) => Verdict::Deliver(Box::new(envelope)),
+        Ok(_) => Verdict::Duplicate,
+    }
+}
+
 /// Checks `message` against the rules above.
 pub fn check_message(
     message: &gossipsub::Message,
     joined: impl Fn(&OrgName) -> bool,
     seen: &mut SeenIds,
 ) -> Verdict {
-    let Some(topic_org) = OrgName::from_message_topic(message.topic.as_str()) else {
-        return Verdict::Invalid(format!("unknown topic {}", message.topic));
-    };
-    if !joined(&topic_org) {
-        return Verdict::NotJoined;
-    }
-    let envelope = match Envelope::decode(&message.data) {
-        Ok(e) => e,
-        Err(e) => return Verdict::Invalid(e.to_string()),
-    };
-    let claimed_org = envelope
-        .path()
-        .last()
-        .map_or_else(|| envelope.org(), |hop| &hop.org);
-    if *claimed_org != topic_org {
-        return Verdict::Invalid(format!(
-            "envelope for org {claimed_org} on the topic of org {topic_org}"
-        ));
-    }
-    if seen.insert((topic_org, envelope.id())) {
-        Verdict::Deliver(Box::new(envelope))
-    } else {
-        Verdict::Duplicate
+    match screen_message(message, joined) {
+        Err(verdict) => verdict,
+        Ok(Screened { org, envelope }) => judge(org, envelope.verify(), seen),
     }
 }
 
@@ -193,6 +225,36 @@ mod tests {
             check_message(&msg, |_| false, &mut SeenIds::default()),
             Verdict::NotJoined
         ));
+    }
+
+    /// Messages checked together get the verdicts they get one after another: the second
+    /// copy of a message is a duplicate, and a bad signature spoils only its own message.
+    #[test]
+    fn messages_concluded_together_are_judged_in_order() {
+        let key = Keypair::generate_ed25519();
+        let first = message(&key, "a", "a");
+        let mut forged = message(&key, "a", "a");
+        // The envelope ends with the signature, the direction (1 byte) and the hop count (8).
+        let at = forged.data.len() - 10;
+        forged.data[at] ^= 0x01;
+        let other = message(&Keypair::generate_ed25519(), "a", "a");
+        let screened: Vec<Screened> = [&first, &forged, &first, &other]
+            .into_iter()
+            .map(|m| screen_message(m, |_| true).unwrap())
+            .collect();
+        let verdicts = conclude(screened, &mut SeenIds::default());
+        assert!(
+            matches!(
+                verdicts.as_slice(),
+                [
+                    Verdict::Deliver(_),
+                    Verdict::Invalid(_),
+                    Verdict::Duplicate,
+                    Verdict::Deliver(_)
+                ]
+            ),
+            "{verdicts:?}"
+        );
     }
 
     #[test]

@@ -18,13 +18,13 @@
 use std::fmt;
 
 use bincode::{Decode, Encode};
-use libp2p::{
-    PeerId,
-    identity::{Keypair, PublicKey},
-};
+use libp2p::{PeerId, identity::Keypair};
 use sha2::{Digest, Sha256};
 
-use crate::org::{OrgName, OrgNameError};
+use crate::{
+    org::{OrgName, OrgNameError},
+    signatures::{self, SignatureCheck, decode_key},
+};
 
 /// The envelope format version this crate writes and reads.
 pub const ENVELOPE_VERSION: u8 = 2;
@@ -276,34 +276,6 @@ fn id_of_core_bytes(core_bytes: &[u8]) -> MessageId {
     MessageId(id)
 }
 
-/// Decodes a protobuf public key, remembering recent ones.
-///
-/// Decoding an ed25519 key decompresses a curve point (a field inversion and a square root),
-/// which cost as much as a fifth of a verification; an org has few authors and relayers, each
-/// sending many messages. Bounded: the cache is emptied when it reaches `KEY_CACHE_SIZE`.
-pub(crate) fn decode_key(bytes: &[u8]) -> Result<PublicKey, libp2p::identity::DecodingError> {
-    use std::{
-        collections::HashMap,
-        sync::{Mutex, OnceLock},
-    };
-    const KEY_CACHE_SIZE: usize = 4096;
-    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, PublicKey>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Ok(cache) = cache.lock()
-        && let Some(key) = cache.get(bytes)
-    {
-        return Ok(key.clone());
-    }
-    let key = PublicKey::try_decode_protobuf(bytes)?;
-    if let Ok(mut cache) = cache.lock() {
-        if cache.len() >= KEY_CACHE_SIZE {
-            cache.clear();
-        }
-        cache.insert(bytes.to_vec(), key.clone());
-    }
-    Ok(key)
-}
-
 fn encode_wire<T: Encode>(value: &T) -> Vec<u8> {
     // Encoding into a Vec can only fail on a size limit; every structure passed here was
     // checked against smaller limits when it was built, so a failure is a bug, not input.
@@ -357,9 +329,17 @@ impl Envelope {
 
     /// Parses and verifies an envelope received from the network.
     ///
-    /// Checks, in order: size, framing, version, org name, author key, signature, body kind
-    /// and content, direction and relay path. It never panics on any input.
+    /// [`Envelope::parse`] followed by [`Unverified::verify`]. It never panics on any input.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::parse(bytes)?.verify()
+    }
+
+    /// Parses an envelope received from the network, leaving its signatures to be checked
+    /// ([`Unverified::verify`], or [`verify_batch`] for many).
+    ///
+    /// Checks, in order: size, framing, version, org name, author key, body kind and content,
+    /// direction and relay path (length, keys, orgs, directions). It never panics on any input.
+    pub fn parse(bytes: &[u8]) -> Result<Unverified, DecodeError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(DecodeError::TooLarge { len: bytes.len() });
         }
@@ -382,12 +362,11 @@ impl Envelope {
             decode_key(&wire.core.author_key).map_err(|_| DecodeError::BadAuthorKey)?;
         let author_direction = direction_from(wire.direction)?;
         let signed_direction = (version != ENVELOPE_VERSION_1).then_some(wire.direction);
-        if !author_key.verify(
-            &signing_input(&core_bytes, signed_direction),
+        let author_check = SignatureCheck::new(
+            &author_key,
             &wire.signature,
-        ) {
-            return Err(DecodeError::BadSignature);
-        }
+            signing_input(&core_bytes, signed_direction),
+        );
         let body = match wire.core.kind {
             KIND_TEXT => {
                 if wire.core.body.len() > MAX_TEXT_BYTES {
@@ -406,6 +385,7 @@ impl Envelope {
             // Its hops were never signed: nothing vouches for them.
             return Err(DecodeError::BadHop);
         }
+        let mut hop_checks = Vec::with_capacity(wire.path.len());
         let path = wire
             .path
             .iter()
@@ -413,13 +393,11 @@ impl Envelope {
             .map(|(index, hop)| {
                 let key = decode_key(&hop.relayer_key).map_err(|_| DecodeError::BadHop)?;
                 let signed = hop_signing_input(&id, wire.direction, &wire.path, index);
-                if !key.verify(&signed, &hop.signature) {
-                    return Err(DecodeError::BadHop);
-                }
+                hop_checks.push(SignatureCheck::new(&key, &hop.signature, signed));
                 direction_from(hop.direction)?;
                 Ok(Hop {
                     org: OrgName::new(&hop.org).map_err(|_| DecodeError::BadHop)?,
-                    relayer: key.to_peer_id(),
+                    relayer: key.public.to_peer_id(),
                 })
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
@@ -427,10 +405,10 @@ impl Envelope {
             Some(hop) => direction_from(hop.direction)?,
             None => author_direction,
         };
-        Ok(Self {
+        let envelope = Self {
             id,
             org,
-            author: author_key.to_peer_id(),
+            author: author_key.public.to_peer_id(),
             sent_at_ms: wire.core.sent_at_ms,
             nonce: wire.core.nonce,
             body,
@@ -441,6 +419,11 @@ impl Envelope {
             author_direction: wire.direction,
             version,
             wire_path: wire.path,
+        };
+        Ok(Unverified {
+            envelope,
+            author_check,
+            hop_checks,
         })
     }
 
@@ -502,6 +485,11 @@ impl Envelope {
         self.path.last().map_or(self.author, |hop| hop.relayer)
     }
 
+    /// The org this copy claims to be in: the org of the last relay hop, or the author's.
+    pub fn claimed_org(&self) -> &OrgName {
+        self.path.last().map_or(&self.org, |hop| &hop.org)
+    }
+
     /// A copy relayed by `relayer` into `org`, travelling `direction`, with the hop signed
     /// by `relayer`.
     pub fn relayed(
@@ -538,6 +526,57 @@ impl Envelope {
     fn author_direction(&self) -> u8 {
         self.author_direction
     }
+}
+
+/// An envelope parsed by [`Envelope::parse`] whose signatures are not checked yet.
+///
+/// Nothing in it may be trusted, or acted on beyond rejecting it early, before
+/// [`Unverified::verify`] or [`verify_batch`] returns the [`Envelope`].
+#[derive(Debug)]
+pub struct Unverified {
+    envelope: Envelope,
+    author_check: SignatureCheck,
+    hop_checks: Vec<SignatureCheck>,
+}
+
+impl Unverified {
+    /// The message id the envelope claims (unproven until verified).
+    pub fn id(&self) -> MessageId {
+        self.envelope.id
+    }
+
+    /// The org the envelope claims to be in ([`Envelope::claimed_org`]; unproven until
+    /// verified): a copy on the wrong topic can be rejected without checking signatures.
+    pub fn claimed_org(&self) -> &OrgName {
+        self.envelope.claimed_org()
+    }
+
+    /// Checks the author's signature, then every hop's.
+    pub fn verify(self) -> Result<Envelope, DecodeError> {
+        if !self.author_check.passes() {
+            return Err(DecodeError::BadSignature);
+        }
+        if !self.hop_checks.iter().all(SignatureCheck::passes) {
+            return Err(DecodeError::BadHop);
+        }
+        Ok(self.envelope)
+    }
+
+    fn checks(&self) -> impl Iterator<Item = &SignatureCheck> {
+        std::iter::once(&self.author_check).chain(&self.hop_checks)
+    }
+}
+
+/// Verifies many envelopes at once: the same results, in the same order, as calling
+/// [`Unverified::verify`] on each, for less CPU when there are several (see `signatures`).
+///
+/// When a batch holds an invalid signature, each envelope is checked again alone, so a bad
+/// envelope only costs the others of its batch one batch check.
+pub fn verify_batch(envelopes: Vec<Unverified>) -> Vec<Result<Envelope, DecodeError>> {
+    if envelopes.len() > 1 && signatures::all_pass(envelopes.iter().flat_map(Unverified::checks)) {
+        return envelopes.into_iter().map(|e| Ok(e.envelope)).collect();
+    }
+    envelopes.into_iter().map(Unverified::verify).collect()
 }
 
 #[cfg(test)]
@@ -807,6 +846,40 @@ mod tests {
                 bytes[i] = val;
             }
             let _ = Envelope::decode(&bytes);
+        }
+
+        /// A batch gives every envelope the verdict it gets alone, whatever the mix of
+        /// authors, relayed copies and bad signatures.
+        #[test]
+        fn batches_judge_as_single_checks_do(picks in proptest::collection::vec((0u8..3, 0u8..4), 0..40)) {
+            let rep = Keypair::ed25519_from_bytes([9u8; 32]).unwrap();
+            let encoded: Vec<Vec<u8>> = picks.iter().enumerate().map(|(n, &(author, what))| {
+                let key = Keypair::ed25519_from_bytes([author + 1; 32]).unwrap();
+                let env = Envelope::new_text(&key, OrgName::new("o").unwrap(), n as u64, 7, "hello".into(), Direction::Down).unwrap();
+                let mut bytes = match what {
+                    0 | 2 => env.encode(),
+                    _ => env.relayed(OrgName::new("p").unwrap(), &rep, Direction::Down).unwrap().encode(),
+                };
+                match what {
+                    // The author's signature no longer covers the body.
+                    2 => {
+                        let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
+                        bytes[at] = b'j';
+                    }
+                    // The last byte is the relayer's signature over the hop.
+                    3 => *bytes.last_mut().unwrap() ^= 0x01,
+                    _ => {}
+                }
+                bytes
+            }).collect();
+            let parse = || encoded.iter().map(|b| Envelope::parse(b).unwrap()).collect::<Vec<_>>();
+            let alone: Vec<String> = parse().into_iter().map(|u| format!("{:?}", u.verify().map(|e| e.id()))).collect();
+            let together: Vec<String> = verify_batch(parse()).into_iter().map(|r| format!("{:?}", r.map(|e| e.id()))).collect();
+            prop_assert_eq!(&alone, &together);
+            for (verdict, &(_, what)) in alone.iter().zip(&picks) {
+                let expected = match what { 2 => "Err(BadSignature)", 3 => "Err(BadHop)", _ => "Ok(" };
+                prop_assert!(verdict.starts_with(expected), "{} for {}", verdict, what);
+            }
         }
 
         #[test]

@@ -16,6 +16,7 @@ pub mod connections;
 pub mod election;
 pub mod envelope;
 pub mod org;
+mod signatures;
 
-pub use envelope::{Direction, Envelope, MessageId};
+pub use envelope::{Direction, Envelope, MessageId, Unverified, verify_batch};
 pub use org::OrgName;

@@ -17,6 +17,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::{SocketAddr, TcpListener},
     sync::Arc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -65,6 +66,13 @@ const WEDGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Local requests served after each network event, at most (see `Node::run`).
 const COMMANDS_PER_EVENT: usize = 4;
+
+/// The most network events handled in one go after an org message arrived, before the
+/// signatures of the messages among them are checked together. Under load, a receiver's events
+/// are mostly org messages; in a batch of 16 by one author a signature costs about a third of
+/// a single check (`borg_proto::verify_batch`). Bounded so that local requests and timers wait
+/// for at most this many events.
+const EVENTS_PER_BATCH: usize = 64;
 
 /// First redial delay for a lost or unreachable bootstrap peer; doubles up to the maximum.
 const BOOTSTRAP_BACKOFF_START: Duration = Duration::from_secs(1);
@@ -410,6 +418,8 @@ struct Node {
     connection_addrs: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     /// (org, message id) pairs delivered or relayed, so nothing is delivered or relayed twice.
     seen: SeenIds,
+    /// Org messages whose signatures are still to be checked (`check_unverified`).
+    unverified: Vec<orgs::UnverifiedMessage>,
     delivered: LazyBroadcast<Arc<Delivered>>,
     events: LazyBroadcast<Arc<Event>>,
     /// Peers presumed lost (no pong on any connection for the ping timeout) whose connection
@@ -650,6 +660,7 @@ pub async fn start(
         listen_addrs,
         connection_addrs: HashMap::new(),
         seen: SeenIds::default(),
+        unverified: Vec::new(),
         delivered: delivered.clone(),
         events: events.clone(),
         suspects: BTreeSet::new(),
@@ -684,6 +695,7 @@ pub async fn start(
     for event in early_events {
         node.on_swarm_event(event);
     }
+    node.check_unverified();
     node.drain_elections();
     let run = node.run(commands_rx);
     // Many nodes may share the process (tests, borg-bench scale) or one log (the LAN lab):
@@ -719,6 +731,12 @@ impl Node {
                 _ = tick.tick() => self.on_tick(Instant::now()),
                 _ = sleep_until_std(election_deadline) => self.on_election_timeout(Instant::now()),
             }
+            if !self.unverified.is_empty() {
+                // An org message arrived: take the network events already waiting too, so
+                // that the signatures of the org messages among them are checked together.
+                self.handle_ready_events().await;
+                self.check_unverified();
+            }
             // Local requests are served between network events too: under a steady stream of
             // network input the biased select above would otherwise leave them queued until the
             // swarm runs dry (a sender's every message waited for it). Bounded by the queue.
@@ -734,6 +752,21 @@ impl Node {
             }
         }
         self.shutdown().await;
+    }
+
+    /// Handles the swarm events that are ready now, up to `EVENTS_PER_BATCH`, without waiting
+    /// for more.
+    async fn handle_ready_events(&mut self) {
+        std::future::poll_fn(|cx| {
+            for _ in 0..EVENTS_PER_BATCH {
+                match self.swarm.poll_next_unpin(cx) {
+                    Poll::Ready(Some(event)) => self.on_swarm_event(event),
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            Poll::Ready(())
+        })
+        .await
     }
 
     async fn shutdown(mut self) {

@@ -31,12 +31,19 @@ use super::{Found, Node, NodeError, unix_ms};
 use crate::{
     api::{Delivered, Event, MemberInfo, OrgInfo, Sent},
     config::OrgSpec,
-    messages::{Verdict, check_message},
+    messages::{Screened, Verdict, conclude, screen_message},
 };
 
 /// How long a member may hear no other member of an org whose members it is connected to
 /// before it replaces those connections (`Node::check_deaf_orgs`).
 const DEAF_AFTER: Duration = Duration::from_secs(30);
+
+/// An org message received and screened, waiting for its signatures to be checked.
+pub(super) struct UnverifiedMessage {
+    screened: Screened,
+    propagation_source: PeerId,
+    message_id: gossipsub::MessageId,
+}
 
 /// One joined org.
 pub(super) struct Org {
@@ -558,25 +565,15 @@ impl Node {
                     self.on_announcement(org, propagation_source, &message_id, message);
                     return;
                 }
-                let verdict =
-                    check_message(&message, |org| self.orgs.contains_key(org), &mut self.seen);
-                let acceptance = match &verdict {
-                    Verdict::Deliver(_) | Verdict::Duplicate => MessageAcceptance::Accept,
-                    Verdict::NotJoined => MessageAcceptance::Ignore,
-                    Verdict::Invalid(reason) => {
-                        tracing::info!(peer = %propagation_source, %reason, "rejected invalid org message");
-                        MessageAcceptance::Reject
-                    }
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                if let Verdict::Deliver(envelope) = verdict
-                    && let Some(org) = OrgName::from_message_topic(message.topic.as_str())
-                {
-                    self.publish_delivery(&envelope, &org);
-                    self.relay(&envelope, &org);
+                match screen_message(&message, |org| self.orgs.contains_key(org)) {
+                    Err(verdict) => self.act_on_verdict(verdict, &propagation_source, &message_id),
+                    // Its signatures are checked with those of the other messages that are
+                    // ready now (`check_unverified`), before anything else is done with it.
+                    Ok(screened) => self.unverified.push(UnverifiedMessage {
+                        screened,
+                        propagation_source,
+                        message_id,
+                    }),
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
@@ -614,6 +611,48 @@ impl Node {
                 );
             }
             _ => {}
+        }
+    }
+
+    /// Checks the signatures of the org messages received since the last call, together
+    /// (`messages::conclude`), and delivers, forwards or rejects each, in the order received.
+    pub(super) fn check_unverified(&mut self) {
+        if self.unverified.is_empty() {
+            return;
+        }
+        let (screened, routes): (Vec<Screened>, Vec<(PeerId, gossipsub::MessageId)>) =
+            std::mem::take(&mut self.unverified)
+                .into_iter()
+                .map(|m| (m.screened, (m.propagation_source, m.message_id)))
+                .unzip();
+        let verdicts = conclude(screened, &mut self.seen);
+        for ((source, message_id), verdict) in routes.into_iter().zip(verdicts) {
+            self.act_on_verdict(verdict, &source, &message_id);
+        }
+    }
+
+    fn act_on_verdict(
+        &mut self,
+        verdict: Verdict,
+        propagation_source: &PeerId,
+        message_id: &gossipsub::MessageId,
+    ) {
+        let acceptance = match &verdict {
+            Verdict::Deliver(_) | Verdict::Duplicate => MessageAcceptance::Accept,
+            Verdict::NotJoined => MessageAcceptance::Ignore,
+            Verdict::Invalid(reason) => {
+                tracing::info!(peer = %propagation_source, %reason, "rejected invalid org message");
+                MessageAcceptance::Reject
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(message_id, propagation_source, acceptance);
+        if let Verdict::Deliver(envelope) = verdict {
+            let org = envelope.claimed_org().clone();
+            self.publish_delivery(&envelope, &org);
+            self.relay(&envelope, &org);
         }
     }
 

@@ -20,7 +20,7 @@ use std::{
 };
 
 use bincode::{Decode, Encode};
-use borg_proto::{Envelope, OrgName};
+use borg_proto::{Envelope, OrgName, Unverified, verify_batch};
 use borg_store::{KadStore, Store, ownership};
 use libp2p::{
     PeerId,
@@ -308,11 +308,17 @@ impl Node {
         let logged = store
             .history(org.as_str(), since_ms, limit)
             .map_err(|e| NodeError::Store(e.to_string()))?;
-        Ok(logged
+        // Checked again on the way out (in batches): the data dir is only as trustworthy as
+        // the disk it is on.
+        let (parsed, received): (Vec<Unverified>, Vec<u64>) = logged
             .into_iter()
-            .filter_map(|m| {
-                let env = Envelope::decode(&m.envelope).ok()?;
-                Some(super::orgs::delivered(&env, org, m.received_at_ms))
+            .filter_map(|m| Some((Envelope::parse(&m.envelope).ok()?, m.received_at_ms)))
+            .unzip();
+        Ok(verify_batch(parsed)
+            .into_iter()
+            .zip(received)
+            .filter_map(|(env, received_at_ms)| {
+                Some(super::orgs::delivered(&env.ok()?, org, received_at_ms))
             })
             .collect())
     }
@@ -493,12 +499,18 @@ impl Node {
         }
         let mut newest = None;
         let mut added = 0;
-        for bytes in page.messages.iter().take(MAX_PAGE as usize) {
-            // The author's signature is checked here: a peer cannot slip in forged history.
-            let Ok(envelope) = Envelope::decode(&bytes.0) else {
-                tracing::info!(%peer, %org, "invalid envelope in history; page dropped");
-                return;
-            };
+        // The signatures are checked here (together): a peer cannot slip in forged history.
+        let page_messages = &page.messages[..page.messages.len().min(MAX_PAGE as usize)];
+        let envelopes: Option<Vec<Envelope>> = page_messages
+            .iter()
+            .map(|bytes| Envelope::parse(&bytes.0).ok())
+            .collect::<Option<Vec<Unverified>>>()
+            .and_then(|parsed| verify_batch(parsed).into_iter().map(Result::ok).collect());
+        let Some(envelopes) = envelopes else {
+            tracing::info!(%peer, %org, "invalid envelope in history; page dropped");
+            return;
+        };
+        for (bytes, envelope) in page_messages.iter().zip(envelopes) {
             let claimed = envelope
                 .path()
                 .last()
