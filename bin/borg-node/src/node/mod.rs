@@ -154,9 +154,16 @@ impl<T: Clone> LazyBroadcast<T> {
 
     /// Sends to the current subscribers, if any.
     fn send(&self, value: T) {
-        if let Some(tx) = self.0.get() {
-            // An error only means that no one is subscribed right now.
-            let _ = tx.send(value);
+        self.send_with(|| value);
+    }
+
+    /// Sends `make()` to the current subscribers; with none, `make` is not called.
+    fn send_with(&self, make: impl FnOnce() -> T) {
+        if let Some(tx) = self.0.get()
+            && tx.receiver_count() > 0
+        {
+            // An error only means that the last subscriber left just now.
+            let _ = tx.send(make());
         }
     }
 }

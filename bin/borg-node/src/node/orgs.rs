@@ -690,10 +690,10 @@ impl Node {
 
     fn publish_delivery(&mut self, envelope: &Envelope, org: &OrgName) {
         self.log_message(org, envelope, false);
-        let delivered = delivered(envelope, org, unix_ms());
-        tracing::debug!(org = %delivered.org, id = %delivered.id, "message received");
+        tracing::debug!(%org, id = %envelope.id(), "message received");
         // No subscriber is not an error: the message was still accepted and forwarded.
-        self.delivered.send(Arc::new(delivered));
+        self.delivered
+            .send_with(|| Arc::new(delivered(envelope, org, unix_ms())));
     }
 
     pub(super) fn org_infos(&self) -> Vec<OrgInfo> {
