@@ -297,3 +297,103 @@ fn lan_bad_starts_fail_clearly() {
     assert!(!out.status.success());
     assert!(last_line(&out.stderr).contains("no borg-node is running for data dir"));
 }
+
+/// (d) A member that stops reading (its LAN port disabled; liveness checks put far off, so it
+/// is not found lost) slows the sender down instead of losing messages: once the member's
+/// send queue is full, `send` waits for room, and when the member reads again it gets every
+/// message whose `send` was answered. Gossipsub drops what does not fit in a peer's queue of
+/// 5,000 messages; 6,000 are sent here.
+#[test]
+fn lan_a_member_that_stops_reading_slows_the_sender_and_misses_nothing() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use borg_node::control::{Client, Request};
+
+    const TOTAL: usize = 6_000;
+    if !lab_available() {
+        return;
+    }
+    let mut lab = new_lab();
+    lab.add_lan(1);
+    let hosts: Vec<_> = (1..=2).map(|h| lab.add_host(1, h)).collect();
+    for host in &hosts {
+        let dir = lab.data_dir(host);
+        std::fs::create_dir_all(&dir).expect("data dir");
+        std::fs::write(
+            dir.join("config.toml"),
+            "ping_interval_ms = 600000\npeer_ping_interval_ms = 600000\nping_timeout_ms = 600000\n",
+        )
+        .expect("config");
+    }
+    let nodes: Vec<usize> = hosts
+        .iter()
+        .map(|h| lab.start_node(h, &["--org", "lab"]))
+        .collect();
+    lab.wait_for(PATIENCE, "both nodes connected", |lab| {
+        lab.fully_connected(&nodes).then_some(())
+    });
+    let receiver = lab.subscribe(nodes[1], "lab");
+    let probe = send(&lab, nodes[0], "lab", "probe");
+    lab.wait_for(PATIENCE, "a first message delivered", |_| {
+        ids_received(&receiver.lines.snapshot())
+            .contains(&probe)
+            .then_some(())
+    });
+
+    lab.cut(&hosts[1]);
+    let client = Client::new(&lab.nodes[nodes[0]].data_dir);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sender = runtime.spawn({
+        let answered = answered.clone();
+        async move {
+            let mut session = client.session().await.expect("control session");
+            let (mut ids, mut refused) = (Vec::new(), 0);
+            while ids.len() < TOTAL {
+                let text = format!("{:05} {}", ids.len() + refused, "x".repeat(4_000));
+                let request = Request::Send {
+                    org: "lab".into(),
+                    text,
+                    up: false,
+                };
+                match session.call(&request).await {
+                    Ok(sent) => {
+                        ids.push(sent["id"].as_str().expect("message id").to_owned());
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Waited too long for room (a loaded machine): not sent, and said so.
+                    Err(e) if e.to_string().contains("not taking messages") => refused += 1,
+                    Err(e) => panic!("send failed: {e:#}"),
+                }
+            }
+            (ids, refused)
+        }
+    });
+    // Sending stalls once the queue towards the cut member is full: no answer for a second.
+    let (mut seen, mut still_since) = (0, Instant::now());
+    while still_since.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = answered.load(Ordering::Relaxed);
+        assert!(
+            now < TOTAL,
+            "all {TOTAL} sends were answered while the member read nothing"
+        );
+        if now != seen {
+            (seen, still_since) = (now, Instant::now());
+        }
+    }
+    eprintln!("lan (d): sending stalled after {seen} answers");
+    lab.uncut(&hosts[1]);
+    let (ids, refused) = runtime.block_on(sender).expect("sender");
+    eprintln!(
+        "lan (d): {} sent, {refused} refused for lack of room",
+        ids.len()
+    );
+    lab.wait_for(PATIENCE, "every answered message delivered", |_| {
+        let got = ids_received(&receiver.lines.snapshot());
+        ids.iter().all(|id| got.contains(id)).then_some(())
+    });
+}

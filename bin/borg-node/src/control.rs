@@ -438,7 +438,7 @@ impl Session {
     /// Sends `request` and returns the `ok` value, or the node's error. An error of the node
     /// leaves the session usable; an I/O error means the node is gone.
     pub async fn call(&mut self, request: &Request) -> Result<Value> {
-        write_line(&mut self.write, &serde_json::to_value(request)?).await?;
+        write_line(&mut self.write, request).await?;
         let answer = next_line(&mut self.reader)
             .await?
             .ok_or_else(|| anyhow!("the node closed the control connection"))?;

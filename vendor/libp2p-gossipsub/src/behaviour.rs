@@ -540,6 +540,18 @@ where
             .and_then(|peer| peer.messages.stalled_since())
     }
 
+    /// borg-net patch: the most data messages (published, forwarded, IHAVE, IWANT) waiting in
+    /// the send queue of any connected peer subscribed to `topic`. A publisher that waits while
+    /// this is high never has its messages dropped from a full queue (`Event::SlowPeer`).
+    pub fn topic_send_backlog(&self, topic: &TopicHash) -> usize {
+        self.connected_peers
+            .values()
+            .filter(|peer| peer.topics.contains(topic))
+            .map(|peer| peer.messages.non_priority_len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Lists all known peers and their associated subscribed topics.
     pub fn all_peers(&self) -> impl Iterator<Item = (&PeerId, Vec<&TopicHash>)> {
         self.connected_peers

@@ -157,7 +157,7 @@ impl Queue {
     }
 
     /// Returns the length of the non priority queue.
-    #[cfg(feature = "metrics")]
+    // borg-net patch: not only with metrics (`Behaviour::topic_send_backlog`).
     pub(crate) fn non_priority_len(&self) -> usize {
         self.non_priority.len()
     }
@@ -300,7 +300,7 @@ impl Shared {
     }
 
     /// Returns the length of the queue.
-    #[cfg(feature = "metrics")]
+    // borg-net patch: not only with metrics (`Behaviour::topic_send_backlog`).
     pub(crate) fn len(&self) -> usize {
         let guard = self.inner.lock().expect("lock to not be poisoned");
         guard.queue.len()

@@ -14,7 +14,7 @@
 //!   the swarm a moment to send that, and ends the task.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     net::{SocketAddr, TcpListener},
     sync::Arc,
     task::Poll,
@@ -73,6 +73,29 @@ const COMMANDS_PER_EVENT: usize = 4;
 /// a single check (`borg_proto::verify_batch`). Bounded so that local requests and timers wait
 /// for at most this many events.
 const EVENTS_PER_BATCH: usize = 64;
+
+/// A message is sent only while no member of its org has more than this many data messages
+/// waiting in its send queue; until then the `send` request waits. Gossipsub drops what does
+/// not fit in a peer's queue (5,000 messages), so a sender faster than the slowest member lost
+/// messages it had been told were sent; this keeps the sender at the members' pace instead,
+/// with room left for forwarded messages and gossip.
+const SEND_BACKLOG_LIMIT: usize = 1_000;
+
+/// How long a `send` request waits for room before it fails (`NodeError::Congested`). A
+/// member whose connection stops taking anything is replaced after `wedge::WEDGED_AFTER`.
+const SEND_HOLD_LIMIT: Duration = Duration::from_secs(5);
+
+/// How often held `send` requests look for room again when nothing else wakes the node.
+const HELD_SEND_RECHECK: Duration = Duration::from_millis(5);
+
+/// A `send` request waiting for room (`SEND_BACKLOG_LIMIT`).
+struct HeldSend {
+    org: OrgName,
+    text: String,
+    up: bool,
+    reply: oneshot::Sender<Result<Sent, NodeError>>,
+    since: Instant,
+}
 
 /// First redial delay for a lost or unreachable bootstrap peer; doubles up to the maximum.
 const BOOTSTRAP_BACKOFF_START: Duration = Duration::from_secs(1);
@@ -180,6 +203,12 @@ pub enum NodeError {
     /// No other member is connected yet, so the message would reach no one.
     #[error("no other member of org {0} is reachable yet; message not sent")]
     NoPeers(OrgName),
+    /// Members of the org take messages slower than they are sent, and this one waited
+    /// `SEND_HOLD_LIMIT` for room in their send queues.
+    #[error(
+        "members of org {0} are not taking messages as fast as they are sent; message not sent, try again"
+    )]
+    Congested(OrgName),
     /// The message could not be built (too large, ...).
     #[error("{0}")]
     Envelope(#[from] borg_proto::envelope::EncodeError),
@@ -425,6 +454,9 @@ struct Node {
     connection_addrs: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     /// (org, message id) pairs delivered or relayed, so nothing is delivered or relayed twice.
     seen: SeenIds,
+    /// `send` requests waiting for room in the send queues of their org's members
+    /// (`release_held_sends`), oldest first.
+    held_sends: VecDeque<HeldSend>,
     /// Org messages whose signatures are still to be checked (`check_unverified`).
     unverified: Vec<orgs::UnverifiedMessage>,
     delivered: LazyBroadcast<Arc<Delivered>>,
@@ -668,6 +700,7 @@ pub async fn start(
         connection_addrs: HashMap::new(),
         seen: SeenIds::default(),
         unverified: Vec::new(),
+        held_sends: VecDeque::new(),
         delivered: delivered.clone(),
         events: events.clone(),
         suspects: BTreeSet::new(),
@@ -737,6 +770,8 @@ impl Node {
                 },
                 _ = tick.tick() => self.on_tick(Instant::now()),
                 _ = sleep_until_std(election_deadline) => self.on_election_timeout(Instant::now()),
+                // Send queues drain without telling the node: look again soon.
+                _ = tokio::time::sleep(HELD_SEND_RECHECK), if !self.held_sends.is_empty() => {}
             }
             if !self.unverified.is_empty() {
                 // An org message arrived: take the network events already waiting too, so
@@ -753,6 +788,7 @@ impl Node {
                     Err(_) => break,
                 }
             }
+            self.release_held_sends(Instant::now());
             self.drain_elections();
             if self.shutdown_reply.is_some() {
                 break;
@@ -1274,7 +1310,14 @@ impl Node {
                 let _ = reply.send(self.leave(&org));
             }
             Command::Send(org, text, up, reply) => {
-                let _ = reply.send(self.send(org, text, up));
+                self.held_sends.push_back(HeldSend {
+                    org,
+                    text,
+                    up,
+                    reply,
+                    since: Instant::now(),
+                });
+                self.release_held_sends(Instant::now());
             }
             Command::SetStore(on, purge, reply) => {
                 let _ = reply.send(self.set_store(on, purge));

@@ -13,7 +13,7 @@
 //!   even while two nodes both believe they are rep.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,7 +27,7 @@ use libp2p::{
     gossipsub::{self, IdentTopic, MessageAcceptance, PublishError},
 };
 
-use super::{Found, Node, NodeError, unix_ms};
+use super::{Found, Node, NodeError, SEND_BACKLOG_LIMIT, SEND_HOLD_LIMIT, unix_ms};
 use crate::{
     api::{Delivered, Event, MemberInfo, OrgInfo, Sent},
     config::OrgSpec,
@@ -490,6 +490,37 @@ impl Node {
         Ok(Sent {
             id: id.to_string(),
             org: org.to_string(),
+        })
+    }
+
+    /// Sends the held `send` requests whose org has room (`SEND_BACKLOG_LIMIT`), in order
+    /// within each org, and fails those that waited `SEND_HOLD_LIMIT`.
+    pub(super) fn release_held_sends(&mut self, now: Instant) {
+        let mut waiting = VecDeque::new();
+        // An org whose oldest held message is still waiting holds back its later ones too.
+        let mut blocked: BTreeSet<OrgName> = BTreeSet::new();
+        while let Some(held) = self.held_sends.pop_front() {
+            if !blocked.contains(&held.org) && !self.congested(&held.org) {
+                let _ = held.reply.send(self.send(held.org, held.text, held.up));
+            } else if now.saturating_duration_since(held.since) >= SEND_HOLD_LIMIT {
+                tracing::warn!(org = %held.org, "message not sent: members' send queues stayed full");
+                let _ = held.reply.send(Err(NodeError::Congested(held.org)));
+            } else {
+                blocked.insert(held.org.clone());
+                waiting.push_back(held);
+            }
+        }
+        self.held_sends = waiting;
+    }
+
+    /// Whether a member of `org` has `SEND_BACKLOG_LIMIT` data messages waiting for it.
+    fn congested(&self, org: &OrgName) -> bool {
+        self.orgs.get(org).is_some_and(|state| {
+            self.swarm
+                .behaviour()
+                .gossipsub
+                .topic_send_backlog(&state.message_topic.hash())
+                >= SEND_BACKLOG_LIMIT
         })
     }
 
