@@ -29,35 +29,57 @@ const BATCH_LIMIT: usize = 16;
 /// How many decoded keys are remembered.
 const KEY_CACHE_SIZE: usize = 4096;
 
-/// A public key as read from a protobuf encoding, in the two forms the crate uses.
+/// A public key as read from a protobuf encoding, in the two forms envelopes need.
 #[derive(Clone)]
 pub(crate) struct DecodedKey {
-    /// For peer ids and for checking election announcements.
+    /// For peer ids.
     pub(crate) public: PublicKey,
     /// For checking envelope signatures under ZIP-215.
     verification: VerificationKey,
 }
 
-/// Decodes a protobuf public key, remembering recent ones.
+/// Decodes a protobuf public key for checking envelope signatures, remembering recent ones.
 ///
 /// Decoding an ed25519 key decompresses a curve point (a field inversion and a square root),
 /// which cost as much as a fifth of a verification; an org has few authors and relayers, each
 /// sending many messages. Bounded: the cache is emptied when it reaches `KEY_CACHE_SIZE`.
 pub(crate) fn decode_key(bytes: &[u8]) -> Result<DecodedKey, BadKey> {
-    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, DecodedKey>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
+    static CACHE: KeyCache<DecodedKey> = OnceLock::new();
+    cached(&CACHE, bytes, |bytes| {
+        let public = decode_public_key(bytes)?;
+        let ed25519 = public.clone().try_into_ed25519().map_err(|_| BadKey)?;
+        let verification = VerificationKey::try_from(ed25519.to_bytes()).map_err(|_| BadKey)?;
+        Ok(DecodedKey {
+            public,
+            verification,
+        })
+    })
+}
+
+/// Decodes a protobuf public key for libp2p's own checks (election announcements), remembering
+/// recent ones: the same reasons as [`decode_key`], without the second decompression an
+/// envelope key needs (a node in a large org hears announcements from many members).
+pub(crate) fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, BadKey> {
+    static CACHE: KeyCache<PublicKey> = OnceLock::new();
+    cached(&CACHE, bytes, |bytes| {
+        PublicKey::try_decode_protobuf(bytes).map_err(|_| BadKey)
+    })
+}
+
+type KeyCache<T> = OnceLock<Mutex<HashMap<Vec<u8>, T>>>;
+
+fn cached<T: Clone>(
+    cache: &'static KeyCache<T>,
+    bytes: &[u8],
+    decode: impl FnOnce(&[u8]) -> Result<T, BadKey>,
+) -> Result<T, BadKey> {
+    let cache = cache.get_or_init(Default::default);
     if let Ok(cache) = cache.lock()
         && let Some(key) = cache.get(bytes)
     {
         return Ok(key.clone());
     }
-    let public = PublicKey::try_decode_protobuf(bytes).map_err(|_| BadKey)?;
-    let ed25519 = public.clone().try_into_ed25519().map_err(|_| BadKey)?;
-    let verification = VerificationKey::try_from(ed25519.to_bytes()).map_err(|_| BadKey)?;
-    let key = DecodedKey {
-        public,
-        verification,
-    };
+    let key = decode(bytes)?;
     if let Ok(mut cache) = cache.lock() {
         if cache.len() >= KEY_CACHE_SIZE {
             cache.clear();

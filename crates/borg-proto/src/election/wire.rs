@@ -172,9 +172,8 @@ pub fn decode_announcement(
     if used != bytes.len() {
         return Err(AnnouncementDecodeError::TrailingBytes);
     }
-    let sender_key = crate::signatures::decode_key(&signed.body.sender_key)
-        .map_err(|_| AnnouncementDecodeError::Invalid("sender key"))?
-        .public;
+    let sender_key = crate::signatures::decode_public_key(&signed.body.sender_key)
+        .map_err(|_| AnnouncementDecodeError::Invalid("sender key"))?;
     // The signed body is exactly the bytes before the signature: re-encoding the decoded
     // body gives them back (the encoding is canonical), without trusting a length field.
     let body_bytes = bincode::encode_to_vec(&signed.body, config())
