@@ -22,6 +22,7 @@ use std::{
     collections::VecDeque,
     error::Error,
     fmt, io,
+    pin::Pin,
     task::{Context, Poll},
     time::Duration,
 };
@@ -30,7 +31,7 @@ use futures::{
     future::{BoxFuture, Either},
     prelude::*,
 };
-use futures_timer::Delay;
+// borg-net patch: timers on tokio's timer wheel (`Timer` below), not futures-timer's thread.
 use libp2p_core::upgrade::ReadyUpgrade;
 use libp2p_swarm::{
     ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, StreamUpgradeError,
@@ -136,7 +137,7 @@ pub struct Handler {
     /// Configuration options.
     config: Config,
     /// The timer used for the delay to the next ping.
-    interval: Delay,
+    interval: Timer,
     /// Outbound ping failures that are pending to be processed by `poll()`.
     pending_errors: VecDeque<Failure>,
     /// The number of consecutive ping failures that occurred.
@@ -171,7 +172,7 @@ impl Handler {
     pub fn new(config: Config) -> Self {
         Handler {
             config,
-            interval: Delay::new(Duration::new(0, 0)),
+            interval: Timer::new(Duration::new(0, 0)),
             pending_errors: VecDeque::with_capacity(2),
             failures: 0,
             outbound: None,
@@ -395,9 +396,32 @@ async fn send_ping(stream: Stream, timeout: Duration) -> Result<(Stream, Duratio
     let ping = protocol::send_ping(stream);
     futures::pin_mut!(ping);
 
-    match future::select(ping, Delay::new(timeout)).await {
+    match future::select(ping, Box::pin(tokio::time::sleep(timeout))).await {
         Either::Left((Ok((stream, rtt)), _)) => Ok((stream, rtt)),
         Either::Left((Err(e), _)) => Err(Failure::other(e)),
         Either::Right(((), _)) => Err(Failure::Timeout),
+    }
+}
+
+/// borg-net patch: the ping interval timer, on tokio's timer wheel. futures-timer's `Delay`
+/// (upstream) fires on futures-timer's own thread, which then wakes a tokio worker: two thread
+/// hand-offs for every ping of every connection, the most frequent timer of an idle node (its
+/// rep link is pinged every 400 ms).
+struct Timer(Pin<Box<tokio::time::Sleep>>);
+
+impl Timer {
+    fn new(after: Duration) -> Self {
+        Self(Box::pin(tokio::time::sleep(after)))
+    }
+
+    /// Fires `after` from now (and not before), like `Delay::reset`.
+    fn reset(&mut self, after: Duration) {
+        self.0
+            .as_mut()
+            .reset(tokio::time::Instant::now() + after);
+    }
+
+    fn poll_unpin(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
     }
 }
