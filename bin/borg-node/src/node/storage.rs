@@ -511,11 +511,7 @@ impl Node {
             return;
         };
         for (bytes, envelope) in page_messages.iter().zip(envelopes) {
-            let claimed = envelope
-                .path()
-                .last()
-                .map_or(envelope.org(), |hop| &hop.org);
-            if *claimed != org && envelope.org() != &org {
+            if *envelope.claimed_org() != org && envelope.org() != &org {
                 tracing::info!(%peer, %org, "history of another org; page dropped");
                 return;
             }
