@@ -540,11 +540,6 @@ pub struct Unverified {
 }
 
 impl Unverified {
-    /// The message id the envelope claims (unproven until verified).
-    pub fn id(&self) -> MessageId {
-        self.envelope.id
-    }
-
     /// The org the envelope claims to be in ([`Envelope::claimed_org`]; unproven until
     /// verified): a copy on the wrong topic can be rejected without checking signatures.
     pub fn claimed_org(&self) -> &OrgName {
