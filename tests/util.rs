@@ -9,23 +9,6 @@ use borg_node::{
 };
 use libp2p::identity::Keypair;
 
-/// A fresh data dir under the test process's temporary directory (removed when the process
-/// ends, see `TEMP`).
-fn extra_data_dir() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = TEMP
-        .path()
-        .join(format!("node-{}", NEXT.fetch_add(1, Ordering::SeqCst)));
-    std::fs::create_dir_all(&dir).expect("data dir");
-    dir
-}
-
-/// One temporary directory for the whole test binary; the OS cleans /tmp, and each run uses a
-/// new one, so stores of different runs never mix.
-static TEMP: std::sync::LazyLock<tempfile::TempDir> =
-    std::sync::LazyLock::new(|| tempfile::tempdir().expect("temp dir"));
-
 /// Polls `check` every 250 ms until it returns `Some`, or panics with `what` after `limit`.
 /// (Not faster: with 50 nodes in one process, the polling itself is load.)
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
@@ -52,7 +35,19 @@ pub async fn memory_node(orgs: &[&str], bootstrap: &[String]) -> NodeHandle {
 
 /// Starts an in-process node on the memory transport with extra settings (`extra` wins).
 pub async fn memory_node_with(orgs: &[&str], bootstrap: &[String], extra: Layer) -> NodeHandle {
-    let data_dir = extra_data_dir();
+    // The data dir lives as long as the test's runtime: the task holding it is dropped when
+    // the runtime shuts down, and the directory with it. (One static directory for the whole
+    // test binary was never removed, since statics are not dropped: every run left one in
+    // /tmp, RocksDB stores included.)
+    let dir = tempfile::Builder::new()
+        .prefix("borg-test-")
+        .tempdir()
+        .expect("temp dir");
+    let data_dir = dir.path().to_path_buf();
+    tokio::spawn(async move {
+        let _dir = dir;
+        std::future::pending::<()>().await
+    });
     let base = Layer {
         listen: Some(vec!["/memory/0".into()]),
         bootstrap: Some(bootstrap.to_vec()),
