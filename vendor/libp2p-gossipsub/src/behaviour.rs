@@ -376,6 +376,9 @@ pub struct Behaviour<
     /// Tracks the numbers of failed messages per peer-id.
     failed_messages: HashMap<PeerId, FailedMessages>,
 
+    /// borg-net patch: when each connection last delivered an RPC (see `last_received`).
+    last_received: HashMap<ConnectionId, Instant>,
+
     /// Tracks recently sent `IWANT` messages and checks if peers respond to them.
     gossip_promises: GossipPromises,
 }
@@ -488,6 +491,7 @@ where
             subscription_filter,
             data_transform,
             failed_messages: Default::default(),
+            last_received: HashMap::new(),
             gossip_promises: Default::default(),
             #[cfg(feature = "partial-messages")]
             partial_messages_extension: Default::default(),
@@ -550,6 +554,14 @@ where
             .map(|peer| peer.messages.non_priority_len())
             .max()
             .unwrap_or(0)
+    }
+
+    /// borg-net patch: when `connection` last delivered an RPC of any kind (messages, including
+    /// duplicates, which raise no event; control messages; subscriptions), or `None` if it has
+    /// delivered none. A connection that keeps delivering is alive even when its pongs wait
+    /// behind a long backlog of messages.
+    pub fn last_received(&self, connection: ConnectionId) -> Option<Instant> {
+        self.last_received.get(&connection).copied()
     }
 
     /// Lists all known peers and their associated subscribed topics.
@@ -3289,6 +3301,9 @@ where
             ..
         }: ConnectionClosed,
     ) {
+        // borg-net patch: see `last_received`.
+        self.last_received.remove(&connection_id);
+
         // Remove IP from peer scoring system
         if let PeerScoreState::Active(peer_score) = &mut self.peer_score {
             if let Some(ip) = get_ip_addr(endpoint.get_remote_address()) {
@@ -3522,7 +3537,7 @@ where
     fn on_connection_handler_event(
         &mut self,
         propagation_source: PeerId,
-        _connection_id: ConnectionId,
+        connection_id: ConnectionId,
         handler_event: THandlerOutEvent<Self>,
     ) {
         match handler_event {
@@ -3574,6 +3589,8 @@ where
                 rpc,
                 invalid_messages,
             } => {
+                // borg-net patch: see `last_received`.
+                self.last_received.insert(connection_id, Instant::now());
                 tracing::debug!(peer=%propagation_source, message=?rpc, "Received gossipsub message");
                 // Handle the gossipsub RPC
                 tracing::debug!(rpc = ?rpc, "Received RPC");

@@ -591,6 +591,12 @@ impl Pong {
     }
 }
 
+/// When a connection was last heard from: its last pong (as credited for stalls), or the last
+/// gossipsub RPC it `delivered`, whichever is later (see `Node::check_liveness`).
+fn heard_from(pong: &Pong, delivered: Option<Instant>) -> Instant {
+    delivered.map_or(pong.last, |delivered| delivered.max(pong.last))
+}
+
 /// Keeps only the TCP addresses when there are any.
 ///
 /// Why: when a peer's process dies, its kernel closes its TCP connections at once, so the loss
@@ -1015,26 +1021,43 @@ impl Node {
         self.swarm.behaviour().ping.interval_for(peer) + self.config.ping_timeout
     }
 
-    /// Judges every connection by its pongs, in two stages. A peer none of whose connections
-    /// answered for its ping interval + `ping_timeout` (`suspect_after`: 800 ms for a rep) is
-    /// presumed lost at once: its orgs fail over as if it had disconnected. Its connection is
-    /// closed only after `SILENT_CLOSE_AFTER`: a peer that is busy rather than gone (a loaded
-    /// machine, a link carrying a long backlog ahead of the pong) then answers again and is
-    /// back, with nothing that was queued for it lost. Closing at the first verdict dropped every message queued
+    /// Judges every connection by when it was last heard from, in two stages. A connection is
+    /// heard from when it answers a ping or delivers gossipsub traffic (`heard_from`). A peer
+    /// none of whose connections was heard from for its ping interval + `ping_timeout`
+    /// (`suspect_after`: 800 ms for a rep) is presumed lost at once: its orgs fail over as if it
+    /// had disconnected. Its connection is closed only after `SILENT_CLOSE_AFTER`: a peer that
+    /// is busy rather than gone (a loaded machine) then answers again and is back, with nothing
+    /// that was queued for it lost. Closing at the first verdict dropped every message queued
     /// on the connection and, under load, made members close each other's links by the dozen
     /// (65 closes and 80 rep changes in one 5-node throughput trial).
+    ///
+    /// Why gossipsub traffic counts: under load a pong waits behind the messages queued ahead
+    /// of it on the same connection, for seconds, while those messages keep arriving. Judged by
+    /// pongs alone, members of a loaded org presumed each other lost every few seconds (the rep
+    /// changed every 1-2 s) and closed links after 5 s of "silence", losing what was queued on
+    /// them. A link that goes quiet (a dead peer, a cut cable) delivers nothing either, so it
+    /// is judged as before.
     ///
     /// Why not rely on ping's failure events: libp2p-ping keeps the first failure silent, then
     /// opens a new stream whose negotiation only times out after 10 s, so a dead link (no FIN)
     /// would be reported after about 11 s. The rep's silent loss must be repaired in ~1 s.
     fn check_liveness(&mut self, now: Instant) {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let heard: Vec<(ConnectionId, PeerId, Instant)> = self
+            .last_pong
+            .iter()
+            .map(|(connection, pong)| {
+                let delivered = gossipsub.last_received(*connection);
+                (*connection, pong.peer, heard_from(pong, delivered))
+            })
+            .collect();
         let mut freshest: HashMap<PeerId, Instant> = HashMap::new();
-        for Pong { peer, last, .. } in self.last_pong.values() {
+        for (_, peer, last) in &heard {
             let entry = freshest.entry(*peer).or_insert(*last);
             *entry = (*entry).max(*last);
         }
         let mut close = Vec::new();
-        for (connection, Pong { peer, last, .. }) in &self.last_pong {
+        for (connection, peer, last) in &heard {
             let suspect_after = self.suspect_after(peer);
             let close_after = SILENT_CLOSE_AFTER.max(suspect_after);
             let silent = now.saturating_duration_since(*last);
@@ -1048,15 +1071,21 @@ impl Node {
             }
         }
         for (connection, peer, silent) in close {
-            tracing::info!(%peer, silent_ms = silent.as_millis() as u64, "no pong; closing connection");
+            tracing::info!(%peer, silent_ms = silent.as_millis() as u64, "nothing heard; closing connection");
             self.last_pong.remove(&connection);
             self.swarm.close_connection(connection);
         }
         for (peer, last) in freshest {
             let suspect_after = self.suspect_after(&peer);
-            if now.saturating_duration_since(last) > suspect_after && self.suspects.insert(peer) {
-                tracing::info!(%peer, silent_ms = suspect_after.as_millis() as u64, "no pong; peer presumed lost, its connection kept a while");
-                self.tell_elections_lost(peer, Loss::Unresponsive, now);
+            if now.saturating_duration_since(last) > suspect_after {
+                if self.suspects.insert(peer) {
+                    tracing::info!(%peer, silent_ms = suspect_after.as_millis() as u64, "nothing heard; peer presumed lost, its connection kept a while");
+                    self.tell_elections_lost(peer, Loss::Unresponsive, now);
+                }
+            } else if self.suspects.remove(&peer) {
+                // Its traffic came back before a pong did.
+                tracing::info!(%peer, "heard again; peer back");
+                self.tell_elections_reachable(peer, now);
             }
         }
     }
@@ -1862,6 +1891,19 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn traffic_after_the_last_pong_counts_as_hearing_from_the_connection() {
+        let t0 = Instant::now();
+        let mut pong = Pong::new(PeerId::random(), t0);
+        pong.answered(t0 + ms(100));
+        // Nothing delivered: only the pong counts.
+        assert_eq!(heard_from(&pong, None), t0 + ms(100));
+        // Messages kept arriving for 3 s while the next pong waited behind them.
+        assert_eq!(heard_from(&pong, Some(t0 + ms(3_100))), t0 + ms(3_100));
+        // Traffic older than the last pong does not make the connection look older.
+        assert_eq!(heard_from(&pong, Some(t0 + ms(50))), t0 + ms(100));
     }
 
     #[test]
