@@ -28,6 +28,22 @@ where
     }
 }
 
+/// A directory removed when dropped. The node using it is dropped in the same runtime
+/// shutdown, perhaps at the same moment on another worker thread, and RocksDB writes its last
+/// files while closing: a removal that finds the directory refilled is tried again.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        for _ in 0..40 {
+            if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Starts an in-process node on the memory transport.
 pub async fn memory_node(orgs: &[&str], bootstrap: &[String]) -> NodeHandle {
     memory_node_with(orgs, bootstrap, Layer::default()).await
@@ -36,14 +52,17 @@ pub async fn memory_node(orgs: &[&str], bootstrap: &[String]) -> NodeHandle {
 /// Starts an in-process node on the memory transport with extra settings (`extra` wins).
 pub async fn memory_node_with(orgs: &[&str], bootstrap: &[String], extra: Layer) -> NodeHandle {
     // The data dir lives as long as the test's runtime: the task holding it is dropped when
-    // the runtime shuts down, and the directory with it. (One static directory for the whole
-    // test binary was never removed, since statics are not dropped: every run left one in
-    // /tmp, RocksDB stores included.)
-    let dir = tempfile::Builder::new()
-        .prefix("borg-test-")
-        .tempdir()
-        .expect("temp dir");
-    let data_dir = dir.path().to_path_buf();
+    // the runtime shuts down, and the directory is removed then. (One static directory for the
+    // whole test binary was never removed, since statics are not dropped: every run left one
+    // in /tmp, RocksDB stores included.)
+    let dir = RemovedOnDrop(
+        tempfile::Builder::new()
+            .prefix("borg-test-")
+            .tempdir()
+            .expect("temp dir")
+            .keep(),
+    );
+    let data_dir = dir.0.clone();
     tokio::spawn(async move {
         let _dir = dir;
         std::future::pending::<()>().await
