@@ -1082,18 +1082,18 @@ impl Node {
                     tracing::info!(%peer, silent_ms = suspect_after.as_millis() as u64, "nothing heard; peer presumed lost, its connection kept a while");
                     self.tell_elections_lost(peer, Loss::Unresponsive, now);
                 }
-            } else if self.suspects.remove(&peer) {
-                // Its traffic came back before a pong did.
-                tracing::info!(%peer, "heard again; peer back");
-                self.tell_elections_reachable(peer, now);
+            } else {
+                // Its traffic may have come back before a pong did.
+                self.heard_again(peer, now);
             }
         }
     }
 
-    /// A pong from `peer`: if it was presumed lost, it is back.
-    fn on_pong(&mut self, peer: PeerId, now: Instant) {
+    /// `peer` was heard from (a pong, or traffic seen by `check_liveness`): if it was presumed
+    /// lost, it is back.
+    fn heard_again(&mut self, peer: PeerId, now: Instant) {
         if self.suspects.remove(&peer) {
-            tracing::info!(%peer, "pong again; peer back");
+            tracing::info!(%peer, "heard again; peer back");
             self.tell_elections_reachable(peer, now);
         }
     }
@@ -1806,7 +1806,7 @@ impl Node {
                 if let Some(pong) = self.last_pong.get_mut(&connection) {
                     pong.answered(now);
                 }
-                self.on_pong(peer, now);
+                self.heard_again(peer, now);
             }
             BehaviourEvent::Ping(ping::Event {
                 peer,
